@@ -1,0 +1,32 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// SwiftPM names a path dependency after its folder, and a clone may live in any folder.
+let root = Context.packageDirectory.split(separator: "/").dropLast().last.map(String.init) ?? "poold"
+
+// Benchmarks live in their own package so that `make test` never builds them.
+// `make bench` runs `swift package benchmark` here.
+let package = Package(
+    name: "poold-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "PoolBenchmarks",
+            dependencies: [
+                .product(name: "PoolKit", package: root),
+                .product(name: "PoolTestSupport", package: root),
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                .product(name: "_ConnectionPoolTestUtils", package: "postgres-nio"),
+            ],
+            path: "Benchmarks/PoolBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

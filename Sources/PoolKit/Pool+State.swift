@@ -1,0 +1,124 @@
+import DequeModule
+public import PoolCore
+
+extension Pool {
+    /// Everything behind the pool's lock: the machine, the resources it refers to by slot,
+    /// the parked waiters, and the work queued for `run()`.
+    @usableFromInline
+    struct State: Sendable {
+        @usableFromInline var machine: PoolStateMachine
+        @usableFromInline var resources: [Resource?] = []
+        @usableFromInline var waiterCounter: UInt64 = 0
+        /// Waiters parked on a continuation.
+        var parked: [WaiterID: CheckedContinuation<Lease, any Error>] = [:]
+        /// Outcomes that arrived before their waiter parked (a race between enqueueing and
+        /// parking); the waiter takes it when it parks.
+        var early: [WaiterID: Result<Lease, any Error>] = [:]
+        var work = Deque<Work>()
+        var runWaiter: CheckedContinuation<Void, Never>?
+        var drainWaiters: [CheckedContinuation<Bool, Never>] = []
+        var closeWaiters: [CheckedContinuation<Bool, Never>] = []
+
+        @usableFromInline
+        init(machine: PoolStateMachine) {
+            self.machine = machine
+        }
+
+        @inlinable
+        mutating func nextWaiter() -> WaiterID {
+            waiterCounter &+= 1
+            return WaiterID(waiterCounter)
+        }
+
+        /// The lease for a resource the machine just granted. The machine grants only slots
+        /// whose open succeeded, and every successful open stores its resource first.
+        @inlinable
+        func lease(_ id: ResourceID) -> Lease {
+            guard let resource = resources[id.slot] else {
+                preconditionFailure("pool granted \(id), which holds no resource")
+            }
+            return Lease(id: id, resource: resource)
+        }
+
+        mutating func store(_ resource: Resource, in id: ResourceID) {
+            resources[id.slot] = resource
+        }
+
+        /// Turns the machine's effects into work for `run()` and continuations to resume once
+        /// the lock is released.
+        @usableFromInline
+        mutating func apply(_ effects: PoolEffects) -> Resumptions {
+            var out = Resumptions()
+            for id in effects.close {
+                let resource = resources[id.slot]
+                resources[id.slot] = nil
+                if let resource { work.append(.close(id, resource)) }
+            }
+            for id in effects.open {
+                while resources.count <= id.slot { resources.append(nil) }
+                work.append(.open(id))
+            }
+            for id in effects.healthCheck {
+                if let resource = resources[id.slot] { work.append(.check(id, resource)) }
+            }
+            if let timer = effects.timer { work.append(.timer(timer)) }
+            for grant in effects.grant {
+                settle(grant.waiter, .success(lease(grant.resource)), into: &out)
+            }
+            for failure in effects.fail {
+                settle(failure.waiter, .failure(failure.error), into: &out)
+            }
+            if let health = effects.health {
+                switch health {
+                case .degraded:
+                    out.events.append(.degraded(machine.lastError ?? BackendFailure(.transient, "unknown")))
+                case .healthy:
+                    out.events.append(.recovered)
+                }
+            }
+            if let retryIn = effects.retryIn, let failure = machine.lastError {
+                out.events.append(.openFailed(failure, retryIn: retryIn))
+            }
+            if effects.drained || effects.closed {
+                out.finished += drainWaiters.map { ($0, true) }
+                drainWaiters.removeAll()
+                out.events.append(effects.closed ? .closed : .drained)
+            }
+            if effects.closed {
+                out.finished += closeWaiters.map { ($0, true) }
+                closeWaiters.removeAll()
+            }
+            if !work.isEmpty || machine.mode == .closed, let runWaiter {
+                out.wakeRun = runWaiter
+                self.runWaiter = nil
+            }
+            return out
+        }
+
+        mutating func settle(_ waiter: WaiterID, _ outcome: Result<Lease, any Error>, into out: inout Resumptions) {
+            if let continuation = parked.removeValue(forKey: waiter) {
+                out.leases.append((continuation, outcome))
+            } else {
+                early[waiter] = outcome
+            }
+        }
+    }
+
+    /// Continuations to resume and events to report, collected under the lock and performed
+    /// after it is released.
+    @usableFromInline
+    struct Resumptions {
+        var leases: [(CheckedContinuation<Lease, any Error>, Result<Lease, any Error>)] = []
+        var finished: [(CheckedContinuation<Bool, Never>, Bool)] = []
+        var wakeRun: CheckedContinuation<Void, Never>?
+        var events: [PoolEvent] = []
+
+        @usableFromInline
+        func perform(_ onEvent: @Sendable (PoolEvent) -> Void) {
+            wakeRun?.resume()
+            for (continuation, outcome) in leases { continuation.resume(with: outcome) }
+            for (continuation, value) in finished { continuation.resume(returning: value) }
+            for event in events { onEvent(event) }
+        }
+    }
+}
