@@ -87,6 +87,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// `withResource`; a bare acquire must be paired with exactly one `release`.
     @inlinable
     public func acquire(isolation: isolated (any Actor)? = #isolation) async throws -> Lease {
+        if Task.isCancelled { throw CancellationError() }
         let now = now()
         let (fast, waiter) = state.withLock { state -> (FastLease, WaiterID) in
             let waiter = state.nextWaiter()

@@ -54,6 +54,8 @@ public final class MockBackend: PoolBackend, Sendable {
         var defaultOpen: Behaviour = .succeed
         var checkScript = Deque<Behaviour>()
         var defaultCheck: Behaviour = .succeed
+        var closeScript = Deque<Behaviour>()
+        var closeFailures = 0
         var nextID = 0
         var open: Set<Int> = []
         var opened = 0
@@ -80,6 +82,14 @@ public final class MockBackend: PoolBackend, Sendable {
     public func scriptChecks(_ behaviours: Behaviour...) {
         state.withLock { $0.checkScript.append(contentsOf: behaviours) }
     }
+
+    /// The next closes behave like this. A close cannot throw (the resource is gone either way):
+    /// `.fail` is counted in `closeFailures`, `.hang` and `.slow` delay it.
+    public func scriptCloses(_ behaviours: Behaviour...) {
+        state.withLock { $0.closeScript.append(contentsOf: behaviours) }
+    }
+
+    public var closeFailures: Int { state.withLock { $0.closeFailures } }
 
     /// Resources open right now (opened and not yet closed).
     public var openCount: Int { state.withLock { $0.open.count } }
@@ -119,6 +129,12 @@ public final class MockBackend: PoolBackend, Sendable {
     }
 
     public func close(_ resource: MockResource) async {
+        let behaviour = state.withLock { $0.closeScript.popFirst() ?? .succeed }
+        do {
+            try await perform(behaviour)
+        } catch {
+            state.withLock { $0.closeFailures += 1 }
+        }
         state.withLock { state in
             if state.open.remove(resource.id) != nil {
                 state.closed += 1

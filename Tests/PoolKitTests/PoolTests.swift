@@ -292,6 +292,41 @@ struct PoolTests {
         }
     }
 
+    @Test func alreadyCancelledJobGetsNoResource() async throws {
+        try await withRunningPool { pool, _, _ in
+            _ = try await pool.withResource { $0.id }  // one idle resource to tempt it
+            let job = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await pool.withResource { $0.id }
+            }
+            await #expect(throws: CancellationError.self) { try await job.value }
+            #expect(pool.snapshot.leased == 0)
+            #expect(pool.snapshot.idle == 1)
+        }
+    }
+
+    @Test func closeWaitsForASlowBackendClose() async throws {
+        let backend = MockBackend()
+        backend.scriptCloses(.hang)
+        let pool = Pool(name: "main", limits: PoolLimits(minResources: 1, maxResources: 1), backend: backend, clock: MockClock(), seed: 1)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await pool.run() }
+            await eventually { pool.snapshot.idle == 1 }
+            let closed = Box(false)
+            group.addTask {
+                await pool.close()
+                closed.withLock { $0 = true }
+            }
+            await eventually { backend.hungCount == 1 }
+            #expect(!closed.value, "close() has not returned while the backend is still closing")
+            #expect(pool.snapshot.closing == 1)
+            backend.releaseHung()
+            try await group.waitForAll()
+            #expect(closed.value)
+        }
+        #expect(backend.openCount == 0)
+    }
+
     @Test func resizeShrinksLive() async throws {
         let limits = PoolLimits(minResources: 3, maxResources: 4, idleTimeout: nil, maxLifetime: nil)
         try await withRunningPool(limits) { pool, backend, _ in
