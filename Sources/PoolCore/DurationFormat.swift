@@ -21,7 +21,7 @@ extension Duration {
         let us = microseconds
         if us < 1000 { return "\(us)µs" }
         if us % 1_000_000 != 0 {
-            return us % 1000 == 0 ? "\(us / 1000)ms" : String(format2: Double(us) / 1e6) + "s"
+            return us % 1000 == 0 ? "\(us / 1000)ms" : String(format2: Double(us) / 1e3) + "ms"
         }
         var s = us / 1_000_000
         var text = ""

@@ -56,7 +56,7 @@ extension PoolStateMachine {
                 startClose(slot, into: &effects)
                 continue
             }
-            if let threshold = limits.healthCheckAfter, now - slots[slot].idleSince > threshold {
+            if needsCheck(slot, at: now) {
                 setState(slot, .checking)
                 effects.healthCheck.append(id(of: slot))
                 return .checking
@@ -66,10 +66,23 @@ extension PoolStateMachine {
         return nil
     }
 
+    func needsCheck(_ slot: Int, at now: Instant) -> Bool {
+        guard let threshold = limits.healthCheckAfter else { return false }
+        return now - slots[slot].idleSince > threshold
+    }
+
+    /// What `takeIdle` would find, without changing anything.
+    func peekIdle(at now: Instant) -> Taken? {
+        for slot in idle.reversed() where !isPastLifetime(slot, at: now) {
+            return needsCheck(slot, at: now) ? .checking : .ready(slot)
+        }
+        return nil
+    }
+
     /// A resource that just became usable (opened, or checked) goes to the first waiter,
     /// or to the idle stack, or is closed when the pool no longer wants it.
     mutating func hand(_ slot: Int, at now: Instant, into effects: inout PoolEffects) {
-        if mode == .closing || mode == .closed || open > limits.maxResources || (mode == .draining && waiters.isEmpty) {
+        if mode == .closing || mode == .closed || live > limits.maxResources || (mode == .draining && waiters.isEmpty) {
             startClose(slot, into: &effects)
         } else if !isPaused, let waiter = waiters.popFirst() {
             setState(slot, .leased)
@@ -136,12 +149,19 @@ extension PoolStateMachine {
         idle.removeLast(idle.count - kept)
     }
 
+    /// Hands idle resources to waiters, and sends stale ones for a check, until every waiter
+    /// has one on its way (a resource being checked goes to the head of the queue).
     mutating func serveWaiters(at now: Instant, into effects: inout PoolEffects) {
-        while !isPaused && !waiters.isEmpty {
-            guard case .ready(let slot)? = takeIdle(at: now, into: &effects) else { return }
-            if let waiter = waiters.popFirst() {
+        while !isPaused && waiters.count > checking {
+            switch takeIdle(at: now, into: &effects) {
+            case .ready(let slot)?:
+                let waiter = waiters.removeFirst()
                 setState(slot, .leased)
                 effects.grant.append(Grant(waiter: waiter.id, resource: id(of: slot)))
+            case .checking?:
+                continue
+            case nil:
+                return
             }
         }
     }
@@ -193,6 +213,8 @@ extension PoolStateMachine {
             slots[slot].openedAt = now
             effects.open.append(id(of: slot))
         }
+        // Opens are the only way above `min`: idle resources that went idle at `min` now time out.
+        if !idle.isEmpty && live > limits.minResources, let next = nextDeadline() { arm(next, into: &effects) }
     }
 
     mutating func arm(_ deadline: Instant, into effects: inout PoolEffects) {

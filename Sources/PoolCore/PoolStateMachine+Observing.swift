@@ -73,14 +73,13 @@ extension PoolStateMachine {
         {
             problems.append("free list \(freeSlots) does not match the free slots")
         }
-        if open > limits.maxResources && !idle.isEmpty {
-            problems.append("\(open) open above max \(limits.maxResources) while \(idle.count) idle")
+        if live > limits.maxResources && !idle.isEmpty {
+            problems.append("\(live) live above max \(limits.maxResources) while \(idle.count) idle")
         }
-        if !isPaused && (mode == .running || mode == .draining) && !waiters.isEmpty && !idle.isEmpty {
-            problems.append("\(waiters.count) waiting while \(idle.count) idle")
+        if !isPaused && (mode == .running || mode == .draining) && waiters.count > checking && !idle.isEmpty {
+            problems.append("\(waiters.count) waiting (\(checking) being checked) while \(idle.count) idle")
         }
         if Set(waiters.map(\.id)).count != waiters.count { problems.append("a waiter is queued twice") }
-        if waiters.count > limits.maxWaiters && mode == .running { problems.append("\(waiters.count) waiters above max_waiters \(limits.maxWaiters)") }
         if (mode == .closing || mode == .closed) && !waiters.isEmpty { problems.append("waiters left after close") }
         if mode == .closed && open != 0 { problems.append("closed with \(open) open") }
         return problems

@@ -5,10 +5,12 @@ import DequeModule
 ///
 /// It tracks every resource (connecting, idle, leased, checking, closing) and every waiter.
 /// Invariants, checked by `invariantViolations()` in tests after every step:
-/// - resources open (connecting + idle + leased + checking + closing) never exceed `max`;
+/// - no open starts while resources open (connecting + idle + leased + checking + closing) are
+///   at `max`; after a shrink, no resource sits idle while those not closing exceed it;
 /// - a waiter is in the queue until it gets exactly one outcome (grant, failure, cancel);
 /// - a resource is in exactly one state; the idle stack holds exactly the idle ones;
-/// - while waiters wait and the pool is not paused, no resource sits idle.
+/// - while more waiters wait than resources are being checked for them, and the pool is not
+///   paused, no resource sits idle.
 ///
 /// Instants are `Duration`s since an epoch the shell picks (its clock's `now` at start).
 public struct PoolStateMachine: Sendable {
@@ -138,19 +140,15 @@ public struct PoolStateMachine: Sendable {
             return .refused(PoolError(.shuttingDown, "pool \"\(name)\" is shutting down and takes no new jobs"))
         }
         var effects = PoolEffects()
-        if !isPaused && waiters.isEmpty {
-            switch takeIdle(at: now, into: &effects) {
-            case .some(.ready(let slot)):
-                setState(slot, .leased)
-                return .granted(id(of: slot), effects)
-            case .some(.checking):
-                break  // the checked resource goes to the head of the queue, which is this waiter
-            case nil:
-                if health == .degraded {
-                    return .refused(degradedError())
-                }
-            }
-        } else if health == .degraded && idle.isEmpty && checking == 0 {
+        let usable = peekIdle(at: now)
+        if !isPaused && waiters.isEmpty, case .ready? = usable, case .ready(let slot)? = takeIdle(at: now, into: &effects) {
+            setState(slot, .leased)
+            if !effects.close.isEmpty { openIfNeeded(at: now, into: &effects) }  // expired ones closed on the way may leave it below min
+            return .granted(id(of: slot), effects)
+        }
+        // Refusals come before anything changes: `.refused` carries no effects, so an expired
+        // resource closed or a stale one sent for a check on the way would be lost.
+        if health == .degraded && usable == nil && checking == 0 {
             return .refused(degradedError())
         }
         if waiters.count >= limits.maxWaiters {
@@ -159,6 +157,7 @@ public struct PoolStateMachine: Sendable {
         let deadline = now + limits.acquireTimeout
         waiters.append(Waiter(id: waiter, enqueuedAt: now, deadline: deadline))
         arm(deadline, into: &effects)
+        serveWaiters(at: now, into: &effects)  // a stale idle resource is checked for this waiter
         openIfNeeded(at: now, into: &effects)
         return .queued(effects)
     }
@@ -167,7 +166,7 @@ public struct PoolStateMachine: Sendable {
     public mutating func released(_ resource: ResourceID, broken: Bool = false, at now: Instant) -> PoolEffects {
         var effects = PoolEffects()
         guard let slot = validSlot(resource, in: .leased) else { return effects }
-        if broken || mode == .closing || open > limits.maxResources || isPastLifetime(slot, at: now)
+        if broken || mode == .closing || live > limits.maxResources || isPastLifetime(slot, at: now)
             || (mode == .draining && waiters.isEmpty)
         {
             startClose(slot, into: &effects)
@@ -239,8 +238,15 @@ public struct PoolStateMachine: Sendable {
     public mutating func healthCheckSucceeded(_ resource: ResourceID, at now: Instant) -> PoolEffects {
         var effects = PoolEffects()
         guard let slot = validSlot(resource, in: .checking) else { return effects }
-        slots[slot].idleSince = now
-        hand(slot, at: now, into: &effects)
+        if isPastLifetime(slot, at: now) {
+            // It reached max_lifetime while being checked: close it, and serve its waiter otherwise.
+            startClose(slot, into: &effects)
+            serveWaiters(at: now, into: &effects)
+            openIfNeeded(at: now, into: &effects)
+        } else {
+            slots[slot].idleSince = now
+            hand(slot, at: now, into: &effects)
+        }
         checkFinished(into: &effects)
         return effects
     }
@@ -250,6 +256,7 @@ public struct PoolStateMachine: Sendable {
         guard let slot = validSlot(resource, in: .checking) else { return effects }
         lastError = failure
         startClose(slot, into: &effects)
+        serveWaiters(at: now, into: &effects)  // another stale idle resource is checked before opening
         openIfNeeded(at: now, into: &effects)
         checkFinished(into: &effects)
         return effects
@@ -308,20 +315,23 @@ public struct PoolStateMachine: Sendable {
         }
         limits = proposed
         var effects = PoolEffects()
-        closeIdle(while: { $0.open > $0.limits.maxResources }, into: &effects)
+        closeIdle(while: { $0.live > $0.limits.maxResources }, into: &effects)
         openIfNeeded(at: now, into: &effects)
+        if let next = nextDeadline() { arm(next, into: &effects) }  // a lower min starts idle timeouts
         checkFinished(into: &effects)
         return .success(effects)
     }
 
     /// Applies new limits (a reload). `min`/`max` as in `resize`; new timeouts apply to new waits.
+    /// Waiters already queued stay queued even if `max_waiters` shrinks below their number:
+    /// they were admitted, and only new requests are refused.
     public mutating func updateLimits(_ newLimits: PoolLimits, at now: Instant) -> Result<PoolEffects, PoolError> {
         if let problem = newLimits.validate() {
             return .failure(PoolError(.badConfig, "pool \"\(name)\": \(problem)"))
         }
         limits = newLimits
         var effects = PoolEffects()
-        closeIdle(while: { $0.open > $0.limits.maxResources }, into: &effects)
+        closeIdle(while: { $0.live > $0.limits.maxResources }, into: &effects)
         sweepIdle(at: now, into: &effects)
         openIfNeeded(at: now, into: &effects)
         if let next = nextDeadline() { arm(next, into: &effects) }
@@ -340,6 +350,7 @@ public struct PoolStateMachine: Sendable {
         mode = .draining
         isPaused = false
         serveWaiters(at: now, into: &effects)
+        openIfNeeded(at: now, into: &effects)  // waiters queued while paused have no opens yet
         if waiters.isEmpty { closeIdle(while: { _ in true }, into: &effects) }
         checkFinished(into: &effects, force: true)
         return effects
