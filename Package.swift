@@ -12,13 +12,24 @@ let package = Package(
     name: "poold",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "poold", targets: ["poold"]),
+        .executable(name: "poolctl", targets: ["poolctl"]),
         .library(name: "PoolCore", targets: ["PoolCore"]),
         .library(name: "PoolKit", targets: ["PoolKit"]),
         .library(name: "PoolTestSupport", targets: ["PoolTestSupport"]),
+        .library(name: "ControlProtocol", targets: ["ControlProtocol"]),
+        .library(name: "PoolConfig", targets: ["PoolConfig"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Pure rules: pool state machine, limits, durations, error codes. No I/O, no clock reads.
@@ -37,6 +48,63 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Control protocol v1, pure: JSON, line framing, request decoding, reply encoding.
+        .target(
+            name: "ControlProtocol",
+            dependencies: ["PoolCore"],
+            swiftSettings: strict
+        ),
+        // The config file: TOML in, a validated model out, errors as file:line: message.
+        .target(
+            name: "PoolConfig",
+            dependencies: ["PoolCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strict
+        ),
+        // SQLite's C API from the system library: sqlite-nio hides the handle (no
+        // sqlite3_interrupt) and installs a busy handler that retries forever.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // The daemon: backends, job runner, control server, services.
+        .target(
+            name: "PoolDaemon",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "poold",
+            dependencies: [
+                "PoolDaemon", "PoolConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        // A blocking client of the control socket, for poolctl and the integration tests.
+        .target(
+            name: "ControlClient",
+            dependencies: ["ControlProtocol", "PoolCore"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "poolctl",
+            dependencies: [
+                "ControlClient", "ControlProtocol", "PoolCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
         // Mock clock and mock backend shared by tests and benchmarks.
         .target(
             name: "PoolTestSupport",
@@ -51,6 +119,27 @@ let package = Package(
         .testTarget(
             name: "PoolKitTests",
             dependencies: ["PoolCore", "PoolKit", "PoolTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ControlProtocolTests",
+            dependencies: ["ControlProtocol", "PoolCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PoolConfigTests",
+            dependencies: ["PoolConfig", "PoolCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PoolDaemonTests",
+            dependencies: ["PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig"],
+            swiftSettings: strict
+        ),
+        // Starts the real poold binary and drives it over its socket and with signals.
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["ControlClient", "ControlProtocol", "PoolCore"],
             swiftSettings: strict
         ),
     ],

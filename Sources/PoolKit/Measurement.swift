@@ -17,6 +17,7 @@ public enum JobOutcome: String, Sendable, Hashable, CaseIterable {
             return
         }
         switch error {
+        case let classified as any OutcomeClassified: self = classified.outcome
         case is TimeoutError: self = .timedOut
         case is CancellationError: self = .cancelled
         case let error as PoolError:
@@ -29,6 +30,12 @@ public enum JobOutcome: String, Sendable, Hashable, CaseIterable {
         default: self = .failed
         }
     }
+}
+
+/// An error that knows which outcome it stands for (e.g. a job stopped by `cancel` is
+/// `cancelled`, whatever type carries that news).
+public protocol OutcomeClassified: Error {
+    var outcome: JobOutcome { get }
 }
 
 /// Where a job's time went: waiting in the daemon's queue, waiting for a resource, running.

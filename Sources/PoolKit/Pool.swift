@@ -359,3 +359,11 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
         state.withLock { $0.apply($0.machine.timerFired(at: now)) }.perform(onEvent)
     }
 }
+
+extension Pool {
+    /// Starts closing without waiting: every waiter fails with `shutting_down` now, idle
+    /// resources close now, leased ones when they come back. `close()` waits for the end.
+    public func beginClose() {
+        startClose(adding: nil).perform(onEvent)
+    }
+}

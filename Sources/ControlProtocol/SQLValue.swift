@@ -1,0 +1,33 @@
+/// A statement parameter. On the wire a blob is `{"base64": "…"}`: standard base64 with
+/// padding required (see `Base64`).
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
+
+    /// The value as the protocol writes it in a reply (a blob as `{"base64": "…"}`).
+    public var jsonValue: JSONValue {
+        switch self {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(i)
+        case .double(let d): .double(d)
+        case .text(let s): .string(s)
+        case .blob(let bytes): .object(["base64": .string(Base64.encode(bytes))])
+        }
+    }
+}
+
+/// One SQL statement and its positional parameters.
+public struct SQLStatement: Sendable, Hashable {
+    public var sql: String
+    public var params: [SQLValue]
+
+    public init(sql: String, params: [SQLValue] = []) {
+        self.sql = sql
+        self.params = params
+    }
+}

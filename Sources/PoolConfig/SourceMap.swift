@@ -1,0 +1,405 @@
+/// Where table headers and keys sit in the raw text of a config file.
+///
+/// TOMLKit does not expose toml++'s source positions, so this scans the text itself. It
+/// runs only on text toml++ has already accepted, and understands just enough TOML to stay
+/// in step: comments, table headers (`[daemon]`, `[[pool]]`, counted per name so the n-th
+/// `[[pool]]` is index n), `key = value` lines, and values that span lines (multi-line
+/// strings, arrays, inline tables), whose insides are skipped.
+///
+/// Limits: a dotted key (`a.b = 1`) is recorded under its first part (`a`) in the current
+/// table; keys inside inline tables and inline arrays of tables (`pool = [{ name = "x" }]`)
+/// are not recorded, so lookups for them fall back to the line of the enclosing key or
+/// header. Quoted keys are matched on their raw text between the quotes (escapes are not
+/// decoded). A lookup that finds nothing returns nil, and errors then carry no line.
+struct SourceMap {
+    /// A table by its dotted header path (`""` for the root, `"pool"`) and, for arrays of
+    /// tables, which element (0-based; 0 for plain tables).
+    struct TableID: Hashable {
+        var path: String
+        var index: Int
+    }
+
+    /// Input that makes toml++ 3.4.0 (inside TOMLKit 0.6.0) fail an internal assertion —
+    /// an abort in debug builds, undefined behaviour in release ones — instead of raising a
+    /// parse error. The loader never hands such text to toml++ as is; see `defused`.
+    /// Found by fuzzing toml++ directly (libFuzzer, ~2M inputs from the example configs):
+    /// - a table header whose name starts with anything but a bare-key character, a quote
+    ///   or `]` (`[#]`, `[=]`, `[.a]`, `[` at the end of a line);
+    /// - a date followed by `T`/`t` and no time (`1980-05-27T:`), outside strings;
+    /// - a value followed by a space, one digit and the end of the value (`1980-05-27 7`):
+    ///   toml++ takes it for a date-time with a space and reads past the end. The check
+    ///   covers any value followed by ` D` (never valid TOML), not only dates;
+    /// - where an array expects a value: `}` (`[1, }]`) or a Unicode line break (U+0085,
+    ///   U+2028, U+2029).
+    struct Hazard {
+        var line: Int
+        /// The bytes `defused` replaces.
+        var offset: Int
+        var length: Int
+        var message: String
+    }
+
+    private var headers: [TableID: Int] = [:]
+    private var keys: [TableID: [String: Int]] = [:]
+    private(set) var hazards: [Hazard] = []
+
+    /// `text` with each hazard's trigger replaced by `=` (same length, same lines), which
+    /// toml++ reports as an ordinary syntax error on the hazard's line.
+    static func defused(_ text: String, hazards: [Hazard]) -> String {
+        guard !hazards.isEmpty else { return text }
+        var bytes = Array(text.utf8)
+        for hazard in hazards {
+            for i in hazard.offset..<min(hazard.offset + hazard.length, bytes.count) {
+                bytes[i] = UInt8(ascii: "=")
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The line of `key` in the table, else the line of the table's header (or of the key
+    /// that defines the table inline).
+    func line(of key: String?, in table: String, index: Int = 0) -> Int? {
+        let id = TableID(path: table, index: index)
+        if let key, let line = keys[id]?[key] { return line }
+        return headerLine(table, index: index)
+    }
+
+    /// The line of a table's header; for a table written inline, the line of its key.
+    func headerLine(_ table: String, index: Int = 0) -> Int? {
+        if let line = headers[TableID(path: table, index: index)] { return line }
+        guard !table.isEmpty else { return nil }
+        let (parent, last) = splitLast(table)
+        return line(of: last, in: parent, index: 0)
+    }
+
+    private mutating func record(_ key: String, in table: TableID, line: Int) {
+        if keys[table]?[key] == nil { keys[table, default: [:]][key] = line }
+    }
+
+    private func splitLast(_ path: String) -> (String, String) {
+        guard let dot = path.lastIndex(of: ".") else { return ("", path) }
+        return (String(path[..<dot]), String(path[path.index(after: dot)...]))
+    }
+
+    init(scanning text: String) {
+        var scanner = Scanner(bytes: Array(text.utf8))
+        if scanner.peek() == 0xEF, scanner.peek(1) == 0xBB, scanner.peek(2) == 0xBF {
+            scanner.advance(); scanner.advance(); scanner.advance()
+        }
+        var current = TableID(path: "", index: 0)
+        var arrayCounts: [String: Int] = [:]
+        while let c = scanner.peek() {
+            switch c {
+            case .space, .tab, .cr:
+                scanner.advance()
+            case .newline:
+                scanner.advance()
+            case .hash:
+                scanner.skipToEndOfLine()
+            case .openBracket:
+                let line = scanner.line
+                if !scanner.headerNameStartsWell() {
+                    hazards.append(Hazard(
+                        line: line, offset: scanner.position, length: 1,
+                        message: "Error while parsing table header: expected a table name after '['"
+                    ))
+                }
+                scanner.advance()
+                let isArray = scanner.peek() == .openBracket
+                if isArray { scanner.advance() }
+                let parts = scanner.readKeyPath(until: .closeBracket)
+                let path = parts.joined(separator: ".")
+                var index = 0
+                if isArray {
+                    index = (arrayCounts[path] ?? -1) + 1
+                    arrayCounts[path] = index
+                }
+                current = TableID(path: path, index: index)
+                if headers[current] == nil { headers[current] = line }
+                if let last = parts.last {
+                    let parent = parts.dropLast().joined(separator: ".")
+                    record(last, in: TableID(path: parent, index: arrayCounts[parent] ?? 0), line: line)
+                }
+                scanner.skipToEndOfLine()
+            default:
+                let line = scanner.line
+                let parts = scanner.readKeyPath(until: .equals)
+                if scanner.peek() == .equals {
+                    scanner.advance()
+                    if let first = parts.first { record(first, in: current, line: line) }
+                    scanner.skipValue()
+                }
+                scanner.skipToEndOfLine()
+                hazards += scanner.takeValueHazards()
+            }
+        }
+    }
+}
+
+private extension UInt8 {
+    static let space = UInt8(ascii: " ")
+    static let tab = UInt8(ascii: "\t")
+    static let cr = UInt8(ascii: "\r")
+    static let newline = UInt8(ascii: "\n")
+    static let hash = UInt8(ascii: "#")
+    static let openBracket = UInt8(ascii: "[")
+    static let closeBracket = UInt8(ascii: "]")
+    static let openBrace = UInt8(ascii: "{")
+    static let closeBrace = UInt8(ascii: "}")
+    static let equals = UInt8(ascii: "=")
+    static let dot = UInt8(ascii: ".")
+    static let quote = UInt8(ascii: "\"")
+    static let apostrophe = UInt8(ascii: "'")
+    static let backslash = UInt8(ascii: "\\")
+    static let comma = UInt8(ascii: ",")
+
+    var isDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
+
+    /// toml++'s ASCII bare-key characters: letters, digits, `_` and `-`.
+    var isBareKeyByte: Bool {
+        isDigit || (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "z"))
+            || (self >= UInt8(ascii: "A") && self <= UInt8(ascii: "Z")) || self == UInt8(ascii: "_")
+            || self == UInt8(ascii: "-")
+    }
+}
+
+/// A cursor over UTF-8 bytes that counts lines. Every method advances or stops at the end,
+/// so no input can make the scan loop forever.
+private struct Scanner {
+    let bytes: [UInt8]
+    var position = 0
+    var line = 1
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    func peek(_ offset: Int = 0) -> UInt8? {
+        let i = position + offset
+        return i < bytes.count ? bytes[i] : nil
+    }
+
+    mutating func advance() {
+        guard position < bytes.count else { return }
+        if bytes[position] == .newline { line += 1 }
+        position += 1
+    }
+
+    /// Moves to the newline ending this line (not past it).
+    mutating func skipToEndOfLine() {
+        while let c = peek(), c != .newline { advance() }
+    }
+
+    mutating func skipBlanks() {
+        while let c = peek(), c == .space || c == .tab { advance() }
+    }
+
+    /// Reads `a.b."c d"` up to `terminator` (left unconsumed) or the end of the line.
+    mutating func readKeyPath(until terminator: UInt8) -> [String] {
+        var parts: [String] = []
+        var current: [UInt8] = []
+        while let c = peek(), c != terminator, c != .newline {
+            switch c {
+            case .space, .tab:
+                advance()
+            case .dot:
+                parts.append(String(decoding: current, as: UTF8.self))
+                current = []
+                advance()
+            case .quote, .apostrophe:
+                advance()
+                while let d = peek(), d != c, d != .newline {
+                    if c == .quote, d == .backslash, peek(1) != nil, peek(1) != .newline {
+                        current.append(d)
+                        advance()
+                    }
+                    if let e = peek() { current.append(e) }
+                    advance()
+                }
+                if peek() == c { advance() }
+            default:
+                current.append(c)
+                advance()
+            }
+        }
+        parts.append(String(decoding: current, as: UTF8.self))
+        return parts
+    }
+
+    /// Skips one value, which may span lines, noting date hazards in its unquoted parts.
+    mutating func skipValue() {
+        skipBlanks()
+        guard let c = peek() else { return }
+        switch c {
+        case .quote, .apostrophe:
+            skipString()
+        case .openBracket, .openBrace:
+            var open: [UInt8] = []
+            // Inside an inline table, between `{`/`,` and `=`: a key, which may look like a date.
+            var atKey = false
+            // Inside an array, after `[` or `,`: where a value (or `]`) must come.
+            var atArrayValue = false
+            while let d = peek() {
+                if atArrayValue {
+                    if d == .space || d == .tab || d == .newline || d == .cr {
+                        advance()
+                        continue
+                    }
+                    if d == .hash {
+                        skipToEndOfLine()
+                        continue
+                    }
+                    atArrayValue = false
+                    if d == .closeBrace {
+                        valueHazards.append(SourceMap.Hazard(
+                            line: line, offset: position, length: 1,
+                            message: "Error while parsing array: expected a value or closing ']', saw '}'"
+                        ))
+                    } else if let length = unicodeLineBreakLength() {
+                        valueHazards.append(SourceMap.Hazard(
+                            line: line, offset: position, length: length,
+                            message: "Error while parsing array: expected a value or closing ']', saw a Unicode line break"
+                        ))
+                    }
+                }
+                switch d {
+                case .openBracket, .openBrace:
+                    open.append(d)
+                    atKey = d == .openBrace
+                    atArrayValue = d == .openBracket
+                    advance()
+                case .closeBracket, .closeBrace:
+                    _ = open.popLast()
+                    atKey = false
+                    advance()
+                    if open.isEmpty { return }
+                case .quote, .apostrophe:
+                    skipString()
+                case .hash:
+                    skipToEndOfLine()
+                case .comma:
+                    atKey = open.last == .openBrace
+                    atArrayValue = open.last == .openBracket
+                    advance()
+                case .equals:
+                    atKey = false
+                    advance()
+                default:
+                    if !atKey { noteValueHazards() }
+                    advance()
+                }
+            }
+        default:
+            while let d = peek(), d != .newline, d != .hash {
+                noteValueHazards()
+                advance()
+            }
+        }
+    }
+
+    /// Whether the table header starting here (at `[`) names its table with a character
+    /// toml++ checks for itself: a bare-key character, a quote, or `]`. Mirrors toml++'s
+    /// own steps: `[`, blanks, an optional second `[` (only right after the first), blanks.
+    func headerNameStartsWell() -> Bool {
+        var i = position + 1
+        var hadBlank = false
+        while i < bytes.count, bytes[i] == .space || bytes[i] == .tab {
+            i += 1
+            hadBlank = true
+        }
+        guard i < bytes.count else { return true }
+        if bytes[i] == .openBracket {
+            if hadBlank { return true }  // toml++ refuses `[ [` with an error of its own
+            i += 1
+            while i < bytes.count, bytes[i] == .space || bytes[i] == .tab { i += 1 }
+            guard i < bytes.count else { return true }
+        }
+        let c = bytes[i]
+        return c == .closeBracket || c == .quote || c == .apostrophe || c.isBareKeyByte
+    }
+
+    /// Value hazards seen since the last call: the offset of the byte to defuse, its line,
+    /// and what to say.
+    private var valueHazards: [SourceMap.Hazard] = []
+
+    mutating func takeValueHazards() -> [SourceMap.Hazard] {
+        defer { valueHazards = [] }
+        return valueHazards
+    }
+
+    /// The length in bytes of U+0085, U+2028 or U+2029 at the cursor; nil for anything else.
+    private func unicodeLineBreakLength() -> Int? {
+        if peek() == 0xC2, peek(1) == 0x85 { return 2 }
+        if peek() == 0xE2, peek(1) == 0x80, let third = peek(2), third == 0xA8 || third == 0xA9 { return 3 }
+        return nil
+    }
+
+    /// Checks the unquoted value byte at the cursor for the hazards toml++ cannot take.
+    private mutating func noteValueHazards() {
+        guard let c = peek() else { return }
+        if c == UInt8(ascii: "T") || c == UInt8(ascii: "t"), position >= 10, let next = peek(1), !next.isDigit {
+            // `YYYY-MM-DD` then `T` without a time.
+            let p = position - 10
+            let shape = [true, true, true, true, false, true, true, false, true, true]
+            let isDate = shape.enumerated().allSatisfy { k, digit in
+                digit ? bytes[p + k].isDigit : bytes[p + k] == UInt8(ascii: "-")
+            }
+            if isDate {
+                valueHazards.append(SourceMap.Hazard(
+                    line: line, offset: position, length: 1,
+                    message: "Error while parsing date-time: expected a time after 'T'"
+                ))
+            }
+        }
+        if c == .space, position > 0, let digit = peek(1), digit.isDigit, let after = peek(2) {
+            // A value, a space, one digit, and the end of that value.
+            let before = bytes[position - 1]
+            let followsValue = ![UInt8.space, .tab, .comma, .openBracket, .openBrace, .equals, .newline, .cr]
+                .contains(before)
+            let endsThere =
+                [UInt8.space, .tab, .newline, .cr, 0x0B, 0x0C, .closeBracket, .closeBrace, .comma, .hash].contains(after)
+                || after >= 0x80
+            if followsValue && endsThere {
+                valueHazards.append(SourceMap.Hazard(
+                    line: line, offset: position + 1, length: 1,
+                    message: "Error while parsing key-value pair: expected a comment or whitespace after the value, saw '\(Character(Unicode.Scalar(digit)))'"
+                ))
+            }
+        }
+    }
+
+    /// Skips a basic or literal string, single- or multi-line, starting at its opening quote.
+    mutating func skipString() {
+        guard let q = peek() else { return }
+        let multiline = peek(1) == q && peek(2) == q
+        let escapes = q == .quote
+        if multiline {
+            advance(); advance(); advance()
+            while let c = peek() {
+                if escapes, c == .backslash {
+                    advance()
+                    advance()
+                } else if c == q, peek(1) == q, peek(2) == q {
+                    advance(); advance(); advance()
+                    // Up to two more quotes may close the string as part of its content.
+                    if peek() == q { advance() }
+                    if peek() == q { advance() }
+                    return
+                } else {
+                    advance()
+                }
+            }
+        } else {
+            advance()
+            while let c = peek(), c != .newline {
+                if escapes, c == .backslash {
+                    advance()
+                    if peek() != .newline { advance() }
+                } else if c == q {
+                    advance()
+                    return
+                } else {
+                    advance()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import PoolConfig
+import PoolCore
+import ServiceLifecycle
+import Synchronization
+
+/// The control socket: accepts connections, reads request lines, answers them.
+///
+/// One discarding task group holds every connection; each connection holds its in-flight
+/// jobs in its own group. On graceful shutdown it unlinks the socket and stops accepting,
+/// lets running jobs finish within `shutdown_grace`, cancels the rest, and closes every
+/// connection once each job has been answered.
+final class ControlServer: Service {
+    let daemon: Daemon
+    let socketPath: String
+    let socketMode: UInt32
+    let maxConnections: Int
+    let maxInflight: Int
+    let grace: Duration
+    let group: MultiThreadedEventLoopGroup
+    private let answering = Inflight()
+    private let connections = Atomic<Int>(0)
+
+    init(daemon: Daemon, group: MultiThreadedEventLoopGroup) {
+        let settings = daemon.config.daemon
+        self.daemon = daemon
+        self.socketPath = settings.controlSocket
+        self.socketMode = settings.socketMode
+        self.maxConnections = settings.maxConnections
+        self.maxInflight = settings.maxInflightPerConnection
+        self.grace = settings.shutdownGrace
+        self.group = group
+    }
+
+    /// Binds the socket with the configured mode: the umask makes the file appear with its
+    /// final permissions, so there is no moment at which it is more open than configured.
+    func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<Frame, ByteBuffer>, Never> {
+        let directory = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        if !directory.isEmpty { _ = mkdir(directory, 0o755) }
+        let previous = umask(mode_t(0o777 & ~socketMode))
+        defer { umask(previous) }
+        let maxLine = LineFramer.maxLineBytes
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: maxLine)))
+                    return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+
+    func run() async throws {
+        let server = try await bind()
+        daemon.logger.notice("listening", metadata: ["socket": "\(socketPath)"])
+        daemon.markReady()
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
+                        group.addTask {
+                            defer { self.connections.wrappingSubtract(1, ordering: .relaxed) }
+                            if count > self.maxConnections {
+                                await self.refuse(connection)
+                            } else {
+                                await self.serve(connection)
+                            }
+                        }
+                    }
+                }
+                // Stopping: no new connections. Give running jobs their grace, then stop them.
+                await finishJobs()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.daemon.beginStop()
+            unlink(self.socketPath)
+            server.channel.close(promise: nil)
+        }
+    }
+
+    /// Waits for every answer, up to `shutdown_grace` (a second signal ends the grace early),
+    /// then stops the remaining jobs and waits for their answers.
+    private func finishJobs() async {
+        let deadline = ContinuousClock.now + grace
+        while answering.count > 0 && ContinuousClock.now < deadline && !daemon.shutdown.isGraceSkipped && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if answering.count > 0 {
+            daemon.logger.warning("stopping jobs that outlived the grace", metadata: ["jobs": "\(daemon.jobs.count)", "grace_skipped": "\(daemon.shutdown.isGraceSkipped)"])
+            daemon.jobs.cancelAll(reason: .shutdown)
+            await answering.waitForZero()
+        }
+        daemon.shutdown.markStopped()
+        await answering.waitForFinalReplies()
+    }
+
+    private func refuse(_ connection: NIOAsyncChannel<Frame, ByteBuffer>) async {
+        try? await connection.executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(bytes: Reply.error(id: nil, code: .overloaded, message: "poold has \(self.maxConnections) connections open (max_connections); retry later")))
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<Frame, ByteBuffer>) async {
+        let peer = await Self.peer(of: connection.channel)
+        let jobs = ConnectionJobs()
+        connection.channel.closeFuture.whenComplete { _ in jobs.cancelAll() }
+        let slots = Slots(limit: maxInflight)
+        try? await connection.executeThenClose { inbound, outbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await frame in inbound {
+                    switch frame {
+                    case .tooLarge:
+                        try await outbound.write(ByteBuffer(bytes: Reply.tooLarge(maxLineBytes: LineFramer.maxLineBytes)))
+                        return
+                    case .line(let line):
+                        let decoded = line.withUnsafeReadableBytes { RequestDecoder.decode($0) }
+                        let request: ControlRequest
+                        switch decoded {
+                        case .failure(let error):
+                            try await outbound.write(ByteBuffer(bytes: Reply.error(error)))
+                            continue
+                        case .success(let r):
+                            request = r
+                        }
+                        if Self.answersAtOnce(request.command) {
+                            let reply = await daemon.handle(request, peer: peer, owner: jobs)
+                            try await outbound.write(ByteBuffer(bytes: reply))
+                            continue
+                        }
+                        await slots.acquire()
+                        let final = Self.isFinal(request.command)
+                        answering.begin(final: final)
+                        group.addTask {
+                            let reply = await self.daemon.handle(request, peer: peer, owner: jobs)
+                            try? await outbound.write(ByteBuffer(bytes: reply))
+                            slots.release()
+                            self.answering.end(final: final)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ops answered inline, in order, without a task: they never wait.
+    static func answersAtOnce(_ command: Command) -> Bool {
+        switch command {
+        case .ping, .status, .pools, .jobs, .stats, .metrics, .cancel, .pause, .resume, .resize: true
+        case .runSQL, .runNamed, .runExec, .reload, .drain: false
+        }
+    }
+
+    /// `drain --stop` is answered after every other job, just before exit.
+    static func isFinal(_ command: Command) -> Bool {
+        if case .drain(_, true) = command { return true }
+        return false
+    }
+
+    /// The peer's credentials (SO_PEERCRED); unknown if the kernel will not say.
+    static func peer(of channel: any Channel) async -> Peer {
+        guard let provider = channel as? any SocketOptionProvider else { return .unknown }
+        do {
+            let cred: PeerCredentials = try await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(17 /* SO_PEERCRED */)).get()
+            return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid)
+        } catch {
+            return .unknown
+        }
+    }
+}
+
+/// The jobs one connection has in flight, so that a disconnect cancels them.
+final class ConnectionJobs: Sendable {
+    private let jobs = Mutex<[Int64: CancelSignal]>([:])
+
+    func add(_ job: Int64, _ signal: CancelSignal) {
+        jobs.withLock { $0[job] = signal }
+    }
+
+    func remove(_ job: Int64) {
+        jobs.withLock { _ = $0.removeValue(forKey: job) }
+    }
+
+    func cancelAll() {
+        let signals = jobs.withLock { Array($0.values) }
+        for signal in signals { signal.fire(.disconnected) }
+    }
+}
+
+/// Requests of all connections not yet answered; shutdown waits for them.
+final class Inflight: Sendable {
+    private struct State {
+        var count = 0
+        var finals = 0
+        var zeroWaiters: [CheckedContinuation<Void, Never>] = []
+        var finalWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    var count: Int { state.withLock { $0.count } }
+
+    func begin(final: Bool) {
+        state.withLock { if final { $0.finals += 1 } else { $0.count += 1 } }
+    }
+
+    func end(final: Bool) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if final {
+                state.finals -= 1
+                guard state.finals == 0 else { return [] }
+                defer { state.finalWaiters.removeAll() }
+                return state.finalWaiters
+            }
+            state.count -= 1
+            guard state.count == 0 else { return [] }
+            defer { state.zeroWaiters.removeAll() }
+            return state.zeroWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func waitForZero() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.count == 0 { return true }
+                state.zeroWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    func waitForFinalReplies() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.finals == 0 { return true }
+                state.finalWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+}
+
+/// Back-pressure: at most `limit` requests in flight on one connection; beyond it the
+/// connection is not read until an answer goes out.
+final class Slots: Sendable {
+    private struct State {
+        var used = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { state -> Bool in
+                if state.used < limit {
+                    state.used += 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.used -= 1
+                return nil
+            }
+            return state.waiters.removeFirst()  // the slot passes straight to the next reader
+        }
+        next?.resume()
+    }
+}
+
+/// Linux's `struct ucred` (not visible to Swift without _GNU_SOURCE), as SO_PEERCRED fills it.
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}

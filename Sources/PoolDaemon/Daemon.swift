@@ -1,0 +1,459 @@
+import ControlProtocol
+import Logging
+import NIOPosix
+import PoolConfig
+import PoolCore
+import PoolKit
+import Synchronization
+
+/// The daemon's state and its answer to every request. The services (control server, pool
+/// supervisor, signal watcher) call into it; it owns no tasks itself.
+public final class Daemon: Sendable {
+    public enum LifecycleState: String, Sendable {
+        case starting, ready, reloading, stopping
+    }
+
+    struct ReloadRecord: Sendable {
+        var at: String
+        var ok: Bool
+        var error: String?
+    }
+
+    struct Totals: Sendable {
+        var finished = 0
+        var cancelled = 0
+    }
+
+    private struct Mutable: Sendable {
+        var config: Config
+        var state: LifecycleState = .starting
+        var lastReload: ReloadRecord?
+        var stopStarted: ContinuousClock.Instant?
+        var totals = Totals()
+    }
+
+    public static let version = "0.1.0"
+
+    let logger: Logger
+    let pools = PoolSet()
+    let jobs = JobRegistry()
+    let threads: NIOThreadPool
+    let metrics = DaemonMetrics()
+    let shutdown = ShutdownControl()
+    let clock = ContinuousClock()
+    let startedAt = ContinuousClock.now
+    private let mutable: Mutex<Mutable>
+
+    public init(config: Config, logger: Logger) throws(PoolError) {
+        self.logger = logger
+        self.mutable = Mutex(Mutable(config: config))
+        let sqliteThreads = config.pools.reduce(0) { $0 + $1.limits.maxResources }
+        self.threads = NIOThreadPool(numberOfThreads: min(max(sqliteThreads, 2), 32))
+        threads.start()
+        for settings in config.pools {
+            pools.add(try ManagedPool(settings: settings, threads: threads, logger: logger))
+        }
+    }
+
+    var config: Config { mutable.withLock { $0.config } }
+    public var state: LifecycleState { mutable.withLock { $0.state } }
+
+    func markReady() {
+        mutable.withLock { if $0.state == .starting { $0.state = .ready } }
+    }
+
+    // MARK: Requests
+
+    /// The whole reply line for one request.
+    func handle(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?) async -> [UInt8] {
+        let id = request.id
+        switch request.command {
+        case .ping:
+            return Reply.pong(id: id)
+        case .status:
+            return Reply.ok(id: id, statusFields())
+        case .pools:
+            return Reply.ok(id: id, [("pools", .array(pools.all.map(poolJSON)))])
+        case .jobs(let pool):
+            if let pool, pools.named(pool) == nil { return noSuchPool(id, pool) }
+            return Reply.ok(id: id, [("jobs", .array(jobs.list(pool: pool)))])
+        case .stats(let pool):
+            if let pool, pools.named(pool) == nil { return noSuchPool(id, pool) }
+            return Reply.ok(id: id, [("pools", .object(statsJSON(pool: pool)))])
+        case .metrics:
+            return Reply.ok(id: id, [("text", .string(metrics.exposition(pools: pools.all)))])
+        case .runSQL(let pool, let statements, let isBatch, let transaction, let timeoutMs):
+            guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
+            if !managed.settings.allowAdhoc {
+                return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
+            }
+            return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner)
+        case .runNamed(let name, let params, let timeoutMs):
+            guard let job = config.job(named: name) else {
+                let known = config.jobs.map(\.name)
+                return Reply.error(id: id, code: .noSuchJob, message: "no job named \"\(name)\"" + (known.isEmpty ? "; the config declares none" : "; jobs: \(known.joined(separator: ", "))"))
+            }
+            guard let managed = pools.named(job.pool) else { return noSuchPool(id, job.pool) }
+            let statements = job.sql.map { SQLStatement(sql: $0, params: params) }
+            let limit = timeoutMs.map { Duration.milliseconds($0) } ?? job.timeout
+            return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner)
+        case .runExec(let pool, _, _):
+            guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
+            return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
+        case .cancel(let job):
+            guard jobs.cancel(job, reason: .cancelled(by: "uid \(peer.uid) pid \(peer.pid)")) else {
+                return Reply.error(id: id, code: .noSuchJob, message: "no job \(job) is running (it may have finished already)")
+            }
+            return Reply.ok(id: id, [])
+        case .pause(let pool):
+            guard let targets = select(pool) else { return noSuchPool(id, pool ?? "") }
+            for target in targets { target.pool.pause() }
+            return Reply.ok(id: id, [])
+        case .resume(let pool):
+            guard let targets = select(pool) else { return noSuchPool(id, pool ?? "") }
+            for target in targets { target.pool.resume() }
+            return Reply.ok(id: id, [])
+        case .resize(let pool, let newMin, let newMax):
+            guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
+            let limits = managed.pool.limits
+            let min = newMin ?? limits.minResources
+            let max = newMax ?? limits.maxResources
+            do {
+                try managed.pool.resize(min: min, max: max)
+            } catch {
+                return Reply.error(id: id, code: error.code, message: error.message)
+            }
+            logger.notice("pool resized", metadata: ["pool": "\(pool)", "min": "\(min)", "max": "\(max)"])
+            return Reply.ok(id: id, [("min", .int(Int64(min))), ("max", .int(Int64(max)))])
+        case .reload:
+            switch await reload() {
+            case .success(let changes):
+                return Reply.ok(id: id, [("changes", .array(changes.map { .string($0) }))])
+            case .failure(let error):
+                return Reply.error(id: id, code: .badConfig, message: error.description)
+            }
+        case .drain(let pool, let stop):
+            if stop {
+                beginStop()
+                await shutdown.waitUntilStopped()
+                let counts = totals
+                return Reply.ok(id: id, [("finished", .int(Int64(counts.finished))), ("cancelled", .int(Int64(counts.cancelled)))])
+            }
+            guard let targets = select(pool) else { return noSuchPool(id, pool ?? "") }
+            var finished: Int64 = 0
+            for target in targets {
+                let before = target.statistics.snapshot.counts.values.reduce(0, +)
+                await target.pool.drain()
+                finished += Int64(target.statistics.snapshot.counts.values.reduce(0, +) - before)
+            }
+            return Reply.ok(id: id, [("finished", .int(finished))])
+        }
+    }
+
+    private func select(_ pool: String?) -> [ManagedPool]? {
+        guard let pool else { return pools.all }
+        return pools.named(pool).map { [$0] }
+    }
+
+    private func noSuchPool(_ id: RequestID?, _ pool: String) -> [UInt8] {
+        let known = pools.all.map(\.name)
+        return Reply.error(id: id, code: .noSuchPool, message: "no pool named \"\(pool)\"" + (known.isEmpty ? "" : "; pools: \(known.joined(separator: ", "))"))
+    }
+
+    // MARK: Jobs
+
+    private func runJob(
+        id: RequestID?, pool: ManagedPool, statements: [SQLStatement], isBatch: Bool, transaction: Bool,
+        timeout: Duration? = nil, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?
+    ) async -> [UInt8] {
+        let settings = pool.settings
+        if let timeoutMs, Duration.milliseconds(timeoutMs) > settings.maxJobTimeout {
+            return Reply.error(id: id, code: .badRequest, message: "\"timeout_ms\" must be at most \(settings.maxJobTimeout.milliseconds) (pool \"\(pool.name)\" max_job_timeout = \(settings.maxJobTimeout.limitDescription)); got \(timeoutMs)")
+        }
+        if state == .stopping {
+            return Reply.error(id: id, code: .shuttingDown, message: "poold is shutting down; the job never started")
+        }
+        let limit = min(timeout ?? settings.jobTimeout, settings.maxJobTimeout)
+        let (job, signal) = jobs.register(pool: pool.name, peer: peer)
+        owner?.add(job, signal)
+        defer {
+            owner?.remove(job)
+            jobs.remove(job)
+        }
+        let stopwatch = JobStopwatch(clock: clock)
+        let registry = jobs
+        let reply: [UInt8]
+        var outcome = JobOutcome.succeeded
+        do {
+            let results = try await withMeasurement(stopwatch, into: pool.statistics) {
+                try await withJobScope(limit: limit, clock: clock, signal: signal) {
+                    stopwatch.acquiring()
+                    return try await pool.execute(statements, transaction: transaction) {
+                        stopwatch.running()
+                        registry.set(job, .running)
+                    }
+                }
+            }
+            reply = Self.sqlReply(id: id, job: job, results: results, isBatch: isBatch, timing: stopwatch.timing)
+        } catch {
+            outcome = JobOutcome(error)
+            reply = errorReply(id: id, job: job, error: error, limit: limit, timing: stopwatch.timing, isBatch: isBatch)
+        }
+        let timing = stopwatch.timing
+        metrics.record(pool: pool.name, outcome: outcome, timing: timing)
+        mutable.withLock { state in
+            if outcome == .cancelled { state.totals.cancelled += 1 } else { state.totals.finished += 1 }
+        }
+        logger.info("job finished", metadata: [
+            "job.id": "\(job)", "pool": "\(pool.name)", "outcome": "\(outcome.rawValue)",
+            "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
+        ])
+        return reply
+    }
+
+    static func sqlReply(id: RequestID?, job: Int64, results: [StatementResult], isBatch: Bool, timing: JobTiming) -> [UInt8] {
+        let timingJSON: JSONValue = .object([
+            "queue_us": .int(timing.queue.microseconds),
+            "acquire_us": .int(timing.acquire.microseconds),
+            "exec_us": .int(timing.exec.microseconds),
+        ])
+        if isBatch {
+            return Reply.ok(id: id, [("job", .int(job)), ("results", .array(results.map { .object(resultJSON($0)) })), ("timing", timingJSON)])
+        }
+        let result = results.first ?? StatementResult(columns: [], rows: [], affected: nil)
+        var fields: [(String, JSONValue)] = [("job", .int(job))]
+        for entry in resultJSON(result) { fields.append((entry.key, entry.value)) }
+        fields.append(("timing", timingJSON))
+        return Reply.ok(id: id, fields)
+    }
+
+    static func resultJSON(_ result: StatementResult) -> JSONObject {
+        [
+            "columns": .array(result.columns.map { .string($0) }),
+            "rows": .array(result.rows.map { .array($0.map(sqlJSON)) }),
+            "affected": result.affected.map { .int($0) } ?? .null,
+        ]
+    }
+
+    static func sqlJSON(_ value: SQLValue) -> JSONValue {
+        switch value {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(i)
+        case .double(let d): .double(d)
+        case .text(let s): .string(s)
+        case .blob(let bytes): .object(["base64": .string(Base64.encode(bytes))])
+        }
+    }
+
+    private func errorReply(id: RequestID?, job: Int64, error: any Error, limit: Duration, timing: JobTiming, isBatch: Bool) -> [UInt8] {
+        switch error {
+        case is TimeoutError:
+            return Reply.error(id: id, code: .timeout, message: "job \(job) exceeded \(limit.limitDescription) (acquire \(timing.acquire.elapsedDescription), running \(timing.exec.elapsedDescription)); it was stopped and rolled back", job: job)
+        case let stopped as JobStopped:
+            let why = switch stopped.reason {
+            case .cancelled(let by): "cancelled by \(by)"
+            case .disconnected: "cancelled because its client disconnected"
+            case .shutdown: "cancelled because poold is stopping and the job outlived shutdown_grace"
+            }
+            return Reply.error(id: id, code: .cancelled, message: "job \(job) was \(why); what it did was rolled back", job: job)
+        case is CancellationError:
+            return Reply.error(id: id, code: .cancelled, message: "job \(job) was cancelled; what it did was rolled back", job: job)
+        case let error as PoolError:
+            return Reply.error(id: id, code: error.code, message: error.message, job: job)
+        case let batch as BatchFailure:
+            var (code, message, detail) = batch.failure.poolError
+            if isBatch, let index = batch.index {
+                var withIndex = detail ?? JSONObject()
+                withIndex["index"] = .int(Int64(index))
+                detail = withIndex
+                message = "statement \(index): \(message)"
+            }
+            return Reply.error(id: id, code: code, message: message, job: job, detail: detail)
+        case let broken as ResourceBroken:
+            return Reply.error(id: id, code: .backend, message: "the connection failed: \(broken.reason); it was replaced", job: job)
+        default:
+            return Reply.error(id: id, code: .backend, message: "\(error)", job: job)
+        }
+    }
+
+    // MARK: Observing
+
+    private func statusFields() -> [(String, JSONValue)] {
+        let (config, state, lastReload) = mutable.withLock { ($0.config, $0.state, $0.lastReload) }
+        let snapshots = pools.all.map { ($0, $0.pool.snapshot) }
+        var succeeded: UInt64 = 0
+        var failed: UInt64 = 0
+        for (pool, _) in snapshots {
+            let counts = pool.statistics.snapshot
+            succeeded += counts.count(.succeeded)
+            failed += counts.count(.failed) + counts.count(.timedOut) + counts.count(.cancelled) + counts.count(.overloaded)
+        }
+        let reload: JSONValue = lastReload.map {
+            .object(["at": .string($0.at), "ok": .bool($0.ok), "error": $0.error.map { .string($0) } ?? .null])
+        } ?? .null
+        return [
+            ("state", .string(state.rawValue)),
+            ("version", .string(Self.version)),
+            ("uptime_s", .int(startedAt.duration(to: .now).components.seconds)),
+            ("config", .string(config.path)),
+            ("pools", .int(Int64(snapshots.count))),
+            ("busy", .int(Int64(snapshots.reduce(0) { $0 + $1.1.leased }))),
+            ("waiting", .int(Int64(snapshots.reduce(0) { $0 + $1.1.waiting }))),
+            ("succeeded", .int(Int64(clamping: succeeded))),
+            ("failed", .int(Int64(clamping: failed))),
+            ("last_reload", reload),
+        ]
+    }
+
+    private func poolJSON(_ pool: ManagedPool) -> JSONValue {
+        let s = pool.pool.snapshot
+        return .object([
+            "name": .string(pool.name),
+            "kind": .string(pool.kind.rawValue),
+            "state": .string(s.state),
+            "min": .int(Int64(s.min)),
+            "max": .int(Int64(s.max)),
+            "open": .int(Int64(s.open)),
+            "idle": .int(Int64(s.idle)),
+            "leased": .int(Int64(s.leased)),
+            "waiting": .int(Int64(s.waiting)),
+            "last_error": s.lastError.map { .string($0) } ?? .null,
+        ])
+    }
+
+    private func statsJSON(pool name: String?) -> JSONObject {
+        var out = JSONObject()
+        for pool in pools.all where name == nil || pool.name == name {
+            let s = pool.statistics.snapshot
+            func percentiles(_ p: PoolStatistics.Percentiles) -> JSONValue {
+                .object(["p50": .int(Int64(p.p50)), "p90": .int(Int64(p.p90)), "p99": .int(Int64(p.p99)), "max": .int(Int64(p.max))])
+            }
+            out[pool.name] = .object([
+                "succeeded": .int(Int64(s.count(.succeeded))),
+                "failed": .int(Int64(s.count(.failed))),
+                "timed_out": .int(Int64(s.count(.timedOut))),
+                "cancelled": .int(Int64(s.count(.cancelled))),
+                "overloaded": .int(Int64(s.count(.overloaded))),
+                "queue_us": percentiles(s.queueMicros),
+                "acquire_us": percentiles(s.acquireMicros),
+                "exec_us": percentiles(s.execMicros),
+            ])
+        }
+        return out
+    }
+
+    // MARK: Reload
+
+    /// Re-reads the config file; applies it if valid, keeps the old one otherwise.
+    func reload() async -> Result<[String], ConfigError> {
+        let path = config.path
+        mutable.withLock { $0.state = $0.state == .stopping ? .stopping : .reloading }
+        logger.notice("reloading", metadata: ["config": "\(path)", "event": "reloading"])
+        let result: Result<[String], ConfigError>
+        do {
+            let new = try ConfigLoader.load(path: path)
+            result = .success(apply(new))
+        } catch {
+            result = .failure(error)
+        }
+        let at = wallClockRFC3339()
+        mutable.withLock { state in
+            if state.state == .reloading { state.state = .ready }
+            switch result {
+            case .success: state.lastReload = ReloadRecord(at: at, ok: true, error: nil)
+            case .failure(let error): state.lastReload = ReloadRecord(at: at, ok: false, error: error.description)
+            }
+        }
+        switch result {
+        case .success(let changes):
+            logger.notice("reloaded", metadata: ["changes": "\(changes.joined(separator: "; "))", "event": "reloaded"])
+        case .failure(let error):
+            logger.error("reload failed; keeping the old config", metadata: ["error": "\(error.description)", "event": "reload_failed"])
+        }
+        return result
+    }
+
+    /// Applies a validated config: new pools start, removed ones drain and close, changed
+    /// limits apply live; in-flight jobs are not disturbed.
+    private func apply(_ new: Config) -> [String] {
+        var changes: [String] = []
+        let old = config
+        for settings in new.pools {
+            if let running = pools.named(settings.name) {
+                let before = running.settings
+                if before == settings { continue }
+                if running.canApplyLive(settings) {
+                    do {
+                        try running.apply(settings)
+                        if before.limits.minResources != settings.limits.minResources || before.limits.maxResources != settings.limits.maxResources {
+                            changes.append("pool \(settings.name) resized to \(settings.limits.minResources)..\(settings.limits.maxResources)")
+                        } else {
+                            changes.append("pool \(settings.name) updated")
+                        }
+                    } catch {
+                        changes.append("pool \(settings.name) not updated: \(error.message)")
+                    }
+                } else {
+                    pools.retire(settings.name)
+                    do {
+                        pools.add(try ManagedPool(settings: settings, threads: threads, logger: logger))
+                        changes.append("pool \(settings.name) replaced")
+                    } catch {
+                        changes.append("pool \(settings.name) removed: \(error.message)")
+                    }
+                }
+            } else {
+                do {
+                    pools.add(try ManagedPool(settings: settings, threads: threads, logger: logger))
+                    changes.append("pool \(settings.name) added")
+                } catch {
+                    changes.append("pool \(settings.name) not added: \(error.message)")
+                }
+            }
+        }
+        for settings in old.pools where new.pool(named: settings.name) == nil {
+            pools.retire(settings.name)
+            changes.append("pool \(settings.name) removed (draining)")
+        }
+        if old.jobs != new.jobs { changes.append("named jobs updated (\(new.jobs.count))") }
+        if old.daemon.controlSocket != new.daemon.controlSocket {
+            changes.append("control_socket change takes effect after a restart")
+        }
+        var applied = new
+        applied.daemon.controlSocket = old.daemon.controlSocket
+        mutable.withLock { $0.config = applied }
+        return changes
+    }
+
+    // MARK: Stopping
+
+    /// Starts stopping (SIGTERM, SIGINT, `drain --stop`): refuse new jobs, fail those waiting
+    /// for a resource with `shutting_down`, close idle resources. Running jobs get the grace.
+    /// Idempotent; returns false if stopping had already begun.
+    @discardableResult
+    func beginStop() -> Bool {
+        let first = mutable.withLock { state -> Bool in
+            guard state.state != .stopping else { return false }
+            state.state = .stopping
+            state.stopStarted = .now
+            return true
+        }
+        guard first else { return false }
+        logger.notice("stopping", metadata: ["event": "stopping", "jobs": "\(jobs.count)"])
+        for pool in pools.all.reversed() { pool.pool.beginClose() }
+        shutdown.requestStop()
+        return true
+    }
+
+    /// SIGTERM/SIGINT: the first starts stopping, a second skips the rest of the grace.
+    func stopSignal() {
+        if !beginStop() {
+            logger.notice("second stop signal: skipping the rest of shutdown_grace")
+            shutdown.skipGrace()
+        }
+    }
+
+    var totals: Totals { mutable.withLock { $0.totals } }
+    var stopStarted: ContinuousClock.Instant? { mutable.withLock { $0.stopStarted } }
+}

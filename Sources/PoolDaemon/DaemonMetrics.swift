@@ -1,0 +1,44 @@
+import PoolCore
+import PoolKit
+import Prometheus
+import Synchronization
+
+/// Prometheus exposition for `metrics`: job counters and latency histograms per pool and
+/// outcome, updated as jobs finish, and pool gauges read at scrape time.
+final class DaemonMetrics: Sendable {
+    private let registry = PrometheusCollectorRegistry()
+    private static let buckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30),
+    ]
+
+    func record(pool: String, outcome: JobOutcome, timing: JobTiming) {
+        let jobs = MetricNameDescriptor(namespace: "poold", metricName: "jobs", unitName: "total", helpText: "Jobs finished, by pool and outcome.")
+        registry.makeCounter(descriptor: jobs, labels: [("pool", pool), ("outcome", outcome.rawValue)]).increment()
+        let wait = MetricNameDescriptor(namespace: "poold", metricName: "job_wait", unitName: "seconds", helpText: "Time jobs waited (queue and acquire).")
+        registry.makeDurationHistogram(descriptor: wait, labels: [("pool", pool)], buckets: Self.buckets).record(timing.queue + timing.acquire)
+        if timing.exec > .zero {
+            let exec = MetricNameDescriptor(namespace: "poold", metricName: "job_exec", unitName: "seconds", helpText: "Time jobs ran on a resource.")
+            registry.makeDurationHistogram(descriptor: exec, labels: [("pool", pool)], buckets: Self.buckets).record(timing.exec)
+        }
+    }
+
+    func exposition(pools: [ManagedPool]) -> String {
+        for pool in pools {
+            let s = pool.pool.snapshot
+            let labels = [("pool", pool.name)]
+            func gauge(_ name: String, _ help: String, _ value: Int) {
+                let descriptor = MetricNameDescriptor(namespace: "poold", subsystem: "pool", metricName: name, unitName: "", helpText: help)
+                registry.makeGauge(descriptor: descriptor, labels: labels).set(Int64(value))
+            }
+            gauge("open", "Resources open, including those opening and closing.", s.open)
+            gauge("idle", "Resources idle.", s.idle)
+            gauge("leased", "Resources leased to jobs.", s.leased)
+            gauge("waiting", "Jobs waiting for a resource.", s.waiting)
+            gauge("max", "The pool's max.", s.max)
+            gauge("degraded", "1 while the pool cannot open resources.", s.health == .degraded ? 1 : 0)
+        }
+        return registry.emitToString()
+    }
+}

@@ -1,0 +1,97 @@
+import ControlProtocol
+import PoolCore
+import Synchronization
+
+/// Who is on the other end of a control connection (SO_PEERCRED).
+public struct Peer: Sendable, Hashable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var pid: Int32
+
+    public init(uid: UInt32, gid: UInt32, pid: Int32) {
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+    }
+
+    static let unknown = Peer(uid: .max, gid: .max, pid: 0)
+}
+
+/// Every job the daemon has accepted and not yet answered: for `jobs`, `cancel` and shutdown.
+final class JobRegistry: Sendable {
+    enum State: String, Sendable {
+        case queued, acquiring, running
+    }
+
+    struct Entry: Sendable {
+        var pool: String
+        var state: State
+        var started: ContinuousClock.Instant
+        var peer: Peer
+        var signal: CancelSignal
+    }
+
+    private struct Registry {
+        var nextID: Int64 = 0
+        var entries: [Int64: Entry] = [:]
+    }
+
+    private let registry = Mutex(Registry())
+
+    /// Numbers a new job and starts tracking it.
+    func register(pool: String, peer: Peer) -> (id: Int64, signal: CancelSignal) {
+        let signal = CancelSignal()
+        let now = ContinuousClock.now
+        let id = registry.withLock { registry -> Int64 in
+            registry.nextID += 1
+            registry.entries[registry.nextID] = Entry(pool: pool, state: .acquiring, started: now, peer: peer, signal: signal)
+            return registry.nextID
+        }
+        return (id, signal)
+    }
+
+    func set(_ id: Int64, _ state: State) {
+        registry.withLock { $0.entries[id]?.state = state }
+    }
+
+    func remove(_ id: Int64) {
+        registry.withLock { _ = $0.entries.removeValue(forKey: id) }
+    }
+
+    var count: Int { registry.withLock { $0.entries.count } }
+
+    func peer(of id: Int64) -> Peer? {
+        registry.withLock { $0.entries[id]?.peer }
+    }
+
+    /// Stops one job; false when no such job is running.
+    func cancel(_ id: Int64, reason: StopReason) -> Bool {
+        guard let signal = registry.withLock({ $0.entries[id]?.signal }) else { return false }
+        signal.fire(reason)
+        return true
+    }
+
+    /// Stops every job (shutdown past its grace).
+    func cancelAll(reason: StopReason) {
+        let signals = registry.withLock { $0.entries.values.map(\.signal) }
+        for signal in signals { signal.fire(reason) }
+    }
+
+    /// The `jobs` reply's list, oldest first.
+    func list(pool: String?) -> [JSONValue] {
+        let now = ContinuousClock.now
+        let entries = registry.withLock { registry in
+            registry.entries.filter { pool == nil || $0.value.pool == pool }.sorted { $0.key < $1.key }
+        }
+        return entries.map { id, entry in
+            .object([
+                "job": .int(id),
+                "pool": .string(entry.pool),
+                "state": .string(entry.state.rawValue),
+                "age_ms": .int(entry.started.duration(to: now).milliseconds),
+                "peer": .object(["uid": .int(Int64(entry.peer.uid)), "pid": .int(Int64(entry.peer.pid))]),
+            ])
+        }
+    }
+}
+

@@ -1,0 +1,73 @@
+import ControlProtocol
+import NIOCore
+
+/// A request line, or the news that a line was too long.
+enum Frame: Sendable {
+    case line(ByteBuffer)
+    case tooLarge
+}
+
+/// Splits the byte stream into request lines (DESIGN §4 framing): a trailing "\r" is
+/// stripped, blank lines are skipped, a last line without "\n" is still a line, and a line
+/// over the limit is reported once, after which the connection is only drained.
+struct LineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = Frame
+
+    let maxLength: Int
+    private var overflowed = false
+    /// Bytes already searched for "\n", so a long partial line is not rescanned per read.
+    private var scanned = 0
+
+    init(maxLength: Int) {
+        self.maxLength = maxLength
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if overflowed {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return .needMoreData
+        }
+        let view = buffer.readableBytesView
+        let searchFrom = view.index(view.startIndex, offsetBy: scanned)
+        guard let newline = view[searchFrom...].firstIndex(of: UInt8(ascii: "\n")) else {
+            scanned = view.count
+            if view.count > maxLength { overflow(context: context, buffer: &buffer) }
+            return .needMoreData
+        }
+        scanned = 0
+        let length = newline - view.startIndex
+        if length > maxLength {
+            overflow(context: context, buffer: &buffer)
+            return .needMoreData
+        }
+        if let line = buffer.readSlice(length: length) {
+            buffer.moveReaderIndex(forwardBy: 1)
+            emit(line, context: context)
+        }
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        if !overflowed, buffer.readableBytes > 0, let line = buffer.readSlice(length: buffer.readableBytes) {
+            emit(line, context: context)
+        }
+        scanned = 0
+        return .needMoreData
+    }
+
+    private mutating func overflow(context: ChannelHandlerContext, buffer: inout ByteBuffer) {
+        overflowed = true
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        context.fireChannelRead(wrapInboundOut(.tooLarge))
+    }
+
+    private func emit(_ line: ByteBuffer, context: ChannelHandlerContext) {
+        var line = line
+        if line.readableBytesView.last == UInt8(ascii: "\r") {
+            line.moveWriterIndex(to: line.writerIndex - 1)
+        }
+        if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+        context.fireChannelRead(wrapInboundOut(.line(line)))
+    }
+}

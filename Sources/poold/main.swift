@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Logging
+import PoolConfig
+import PoolCore
+import PoolDaemon
+
+/// poold: parse arguments, load the config, run the daemon. Nothing else lives here.
+@main
+struct Poold: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "poold",
+        abstract: "Owns bounded pools of database connections and workers, and runs jobs on them.",
+        discussion: "Talk to it with poolctl over its control socket. Stops on SIGTERM/SIGINT (a second one skips the grace); reloads on SIGHUP.",
+        version: Daemon.version
+    )
+
+    @Option(name: .long, help: "The config file (default: $POOLD_CONFIG, then /etc/poold/poold.toml).")
+    var config: String?
+
+    @Flag(name: .long, help: "Validate the config, print it with defaults filled in and secrets redacted, and exit.")
+    var checkConfig = false
+
+    func run() async throws {
+        let path = config ?? ProcessInfoLite.environment("POOLD_CONFIG") ?? "/etc/poold/poold.toml"
+        let loaded: Config
+        do {
+            loaded = try ConfigLoader.load(path: path)
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+        for warning in loaded.warnings { printError("warning: \(warning)") }
+        if checkConfig {
+            print(loaded.effectiveTOML(), terminator: "")
+            printError("\(path): the config is valid")
+            return
+        }
+        let level = ProcessInfoLite.environment("POOLD_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "poold")
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(config: loaded, logger: logger)
+        } catch {
+            printError("poold: \(error.message)")
+            throw ExitCode(1)
+        }
+        do {
+            try await daemon.run()
+        } catch {
+            printError("poold: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func printError(_ message: String) {
+    let line = message + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+enum ProcessInfoLite {
+    static func environment(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
