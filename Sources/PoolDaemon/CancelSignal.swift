@@ -4,6 +4,10 @@ import Synchronization
 
 /// Why a job was stopped from outside.
 enum StopReason: Sendable, Hashable {
+    /// The job's body finished by itself (not a stop).
+    case finished
+    /// The job ran past its timeout.
+    case timeout
     /// `cancel` op (by whom).
     case cancelled(by: String)
     /// The client closed its connection.
@@ -35,25 +39,17 @@ final class CancelSignal: Sendable {
         waiter?.resume(returning: reason)
     }
 
-    /// The reason once fired; nil if the waiting task is cancelled first.
-    func wait() async -> StopReason? {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<StopReason?, Never>) in
-                let fired = state.withLock { state -> StopReason?? in
-                    if let reason = state.reason { return .some(reason) }
-                    if Task.isCancelled { return .some(nil) }
-                    state.waiter = continuation
-                    return nil
-                }
-                if let fired { continuation.resume(returning: fired) }
+    /// The reason, once fired. Not cancellation-aware: the job's body always fires the signal
+    /// when it ends, and cancelling the waiter cancels that body.
+    func waitUntilFired() async -> StopReason {
+        await withCheckedContinuation { (continuation: CheckedContinuation<StopReason?, Never>) in
+            let fired = state.withLock { state -> StopReason? in
+                if let reason = state.reason { return reason }
+                state.waiter = continuation
+                return nil
             }
-        } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<StopReason?, Never>? in
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume(returning: nil)
-        }
+            if let fired { continuation.resume(returning: fired) }
+        } ?? .finished
     }
 }
 
@@ -63,61 +59,36 @@ struct JobStopped: OutcomeClassified, Sendable {
     var outcome: JobOutcome { .cancelled }
 }
 
-/// Runs a job's body with its time limit and its cancel signal, whichever comes first.
+/// Runs a job's body until it finishes or its signal fires (timeout, `cancel`, disconnect,
+/// shutdown), whichever comes first.
 ///
-/// Either one cancels the body and waits for it to unwind (leases returned, transactions
-/// rolled back) before throwing `TimeoutError` or `JobStopped`. A body that completes anyway
-/// returns its result.
-func withJobScope<R: Sendable, C: Clock>(
+/// The body runs as the one child task; this task waits on the signal, which the body fires
+/// itself when it finishes. A stop cancels the body and waits for it to unwind (leases
+/// returned, transactions rolled back) before throwing `TimeoutError` or `JobStopped`; a body
+/// that completes anyway returns its result. Deadlines are enforced by `JobRegistry.expire`,
+/// one ticker for all jobs, not a timer per job.
+func withJobScope<R: Sendable>(
     limit: Duration,
-    clock: C,
     signal: CancelSignal,
     _ body: @escaping @Sendable () async throws -> R
-) async throws -> R where C.Duration == Duration {
-    try await withThrowingTaskGroup(of: JobScopeEvent<R>.self) { group in
+) async throws -> R {
+    try await withThrowingTaskGroup(of: R.self) { group in
         group.addTask {
-            do {
-                return .finished(.success(try await body()))
-            } catch {
-                return .finished(.failure(error))
-            }
+            defer { signal.fire(.finished) }
+            return try await body()
         }
-        group.addTask {
-            do {
-                try await clock.sleep(for: limit)
-                return .timeUp
-            } catch {
-                return .ignored
-            }
+        let reason = await signal.waitUntilFired()
+        if reason != .finished { group.cancelAll() }
+        guard let result = await group.nextResult() else { throw CancellationError() }
+        switch (reason, result) {
+        case (_, .success(let value)):
+            return value
+        case (.finished, .failure(let error)):
+            throw error
+        case (.timeout, .failure):
+            throw TimeoutError(limit: limit)
+        case (let reason, .failure):
+            throw JobStopped(reason: reason)
         }
-        group.addTask {
-            guard let reason = await signal.wait() else { return .ignored }
-            return .stopped(reason)
-        }
-        var stop: (any Error)?
-        while let event = try await group.next() {
-            switch event {
-            case .finished(let result):
-                group.cancelAll()
-                if let stop, case .failure = result { throw stop }
-                return try result.get()
-            case .timeUp:
-                if stop == nil { stop = TimeoutError(limit: limit) }
-                group.cancelAll()
-            case .stopped(let reason):
-                if stop == nil { stop = JobStopped(reason: reason) }
-                group.cancelAll()
-            case .ignored:
-                break
-            }
-        }
-        throw stop ?? CancellationError()
     }
-}
-
-enum JobScopeEvent<R: Sendable>: Sendable {
-    case finished(Result<R, any Error>)
-    case timeUp
-    case stopped(StopReason)
-    case ignored
 }

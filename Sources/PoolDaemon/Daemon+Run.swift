@@ -22,6 +22,7 @@ extension Daemon {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [
                 .init(service: SignalWatcher(daemon: self)),
+                .init(service: JobTimer(jobs: jobs)),
                 .init(service: PoolSupervisor(daemon: self)),
                 .init(service: server),
             ],
@@ -60,6 +61,20 @@ struct PoolSupervisor: Service {
         } onGracefulShutdown: {
             daemon.beginStop()
             daemon.pools.finish()
+        }
+    }
+}
+
+/// Enforces every job's timeout: one ticker for all jobs (10 ms resolution) instead of a
+/// timer per job, which would cost a timer registration on every request.
+struct JobTimer: Service {
+    static let tick = Duration.milliseconds(10)
+    let jobs: JobRegistry
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: Self.tick)
+            jobs.expire(now: .now)
         }
     }
 }

@@ -174,7 +174,7 @@ public final class Daemon: Sendable {
             return Reply.error(id: id, code: .shuttingDown, message: "poold is shutting down; the job never started")
         }
         let limit = min(timeout ?? settings.jobTimeout, settings.maxJobTimeout)
-        let (job, signal) = jobs.register(pool: pool.name, peer: peer)
+        let (job, signal) = jobs.register(pool: pool.name, peer: peer, limit: limit)
         owner?.add(job, signal)
         defer {
             owner?.remove(job)
@@ -186,7 +186,7 @@ public final class Daemon: Sendable {
         var outcome = JobOutcome.succeeded
         do {
             let results = try await withMeasurement(stopwatch, into: pool.statistics) {
-                try await withJobScope(limit: limit, clock: clock, signal: signal) {
+                try await withJobScope(limit: limit, signal: signal) {
                     stopwatch.acquiring()
                     return try await pool.execute(statements, transaction: transaction) {
                         stopwatch.running()
@@ -255,6 +255,7 @@ public final class Daemon: Sendable {
             case .cancelled(let by): "cancelled by \(by)"
             case .disconnected: "cancelled because its client disconnected"
             case .shutdown: "cancelled because poold is stopping and the job outlived shutdown_grace"
+            case .timeout, .finished: "stopped"
             }
             return Reply.error(id: id, code: .cancelled, message: "job \(job) was \(why); what it did was rolled back", job: job)
         case is CancellationError:

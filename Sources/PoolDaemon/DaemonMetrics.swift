@@ -13,15 +13,39 @@ final class DaemonMetrics: Sendable {
         .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30),
     ]
 
-    func record(pool: String, outcome: JobOutcome, timing: JobTiming) {
+    /// One pool's collectors, made once: looking them up by name on every job costs more than
+    /// the job's own bookkeeping.
+    struct PoolCollectors: Sendable {
+        let jobs: [JobOutcome: Counter]
+        let wait: DurationHistogram
+        let exec: DurationHistogram
+    }
+
+    private let collectors = Mutex<[String: PoolCollectors]>([:])
+
+    func collectors(for pool: String) -> PoolCollectors {
+        if let existing = collectors.withLock({ $0[pool] }) { return existing }
         let jobs = MetricNameDescriptor(namespace: "poold", metricName: "jobs", unitName: "total", helpText: "Jobs finished, by pool and outcome.")
-        registry.makeCounter(descriptor: jobs, labels: [("pool", pool), ("outcome", outcome.rawValue)]).increment()
         let wait = MetricNameDescriptor(namespace: "poold", metricName: "job_wait", unitName: "seconds", helpText: "Time jobs waited (queue and acquire).")
-        registry.makeDurationHistogram(descriptor: wait, labels: [("pool", pool)], buckets: Self.buckets).record(timing.queue + timing.acquire)
-        if timing.exec > .zero {
-            let exec = MetricNameDescriptor(namespace: "poold", metricName: "job_exec", unitName: "seconds", helpText: "Time jobs ran on a resource.")
-            registry.makeDurationHistogram(descriptor: exec, labels: [("pool", pool)], buckets: Self.buckets).record(timing.exec)
+        let exec = MetricNameDescriptor(namespace: "poold", metricName: "job_exec", unitName: "seconds", helpText: "Time jobs ran on a resource.")
+        var counters: [JobOutcome: Counter] = [:]
+        for outcome in JobOutcome.allCases {
+            counters[outcome] = registry.makeCounter(descriptor: jobs, labels: [("pool", pool), ("outcome", outcome.rawValue)])
         }
+        let made = PoolCollectors(
+            jobs: counters,
+            wait: registry.makeDurationHistogram(descriptor: wait, labels: [("pool", pool)], buckets: Self.buckets),
+            exec: registry.makeDurationHistogram(descriptor: exec, labels: [("pool", pool)], buckets: Self.buckets)
+        )
+        collectors.withLock { $0[pool] = made }
+        return made
+    }
+
+    func record(pool: String, outcome: JobOutcome, timing: JobTiming) {
+        let c = collectors(for: pool)
+        c.jobs[outcome]?.increment()
+        c.wait.record(timing.queue + timing.acquire)
+        if timing.exec > .zero { c.exec.record(timing.exec) }
     }
 
     func exposition(pools: [ManagedPool]) -> String {

@@ -29,6 +29,7 @@ final class JobRegistry: Sendable {
         var started: ContinuousClock.Instant
         var peer: Peer
         var signal: CancelSignal
+        var deadline: ContinuousClock.Instant
     }
 
     private struct Registry {
@@ -39,12 +40,12 @@ final class JobRegistry: Sendable {
     private let registry = Mutex(Registry())
 
     /// Numbers a new job and starts tracking it.
-    func register(pool: String, peer: Peer) -> (id: Int64, signal: CancelSignal) {
+    func register(pool: String, peer: Peer, limit: Duration) -> (id: Int64, signal: CancelSignal) {
         let signal = CancelSignal()
         let now = ContinuousClock.now
         let id = registry.withLock { registry -> Int64 in
             registry.nextID += 1
-            registry.entries[registry.nextID] = Entry(pool: pool, state: .acquiring, started: now, peer: peer, signal: signal)
+            registry.entries[registry.nextID] = Entry(pool: pool, state: .acquiring, started: now, peer: peer, signal: signal, deadline: now + limit)
             return registry.nextID
         }
         return (id, signal)
@@ -69,6 +70,14 @@ final class JobRegistry: Sendable {
         guard let signal = registry.withLock({ $0.entries[id]?.signal }) else { return false }
         signal.fire(reason)
         return true
+    }
+
+    /// Stops every job past its deadline. Called by one ticker for all jobs.
+    func expire(now: ContinuousClock.Instant) {
+        let expired = registry.withLock { registry in
+            registry.entries.values.filter { $0.deadline <= now }.map(\.signal)
+        }
+        for signal in expired { signal.fire(.timeout) }
     }
 
     /// Stops every job (shutdown past its grace).

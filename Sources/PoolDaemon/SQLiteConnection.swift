@@ -22,8 +22,13 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Rows one statement may return; more is refused rather than buffered without bound.
     static let maxRows = 100_000
 
+    /// Prepared statements kept per connection, so a repeated query is not parsed again.
+    static let cacheCapacity = 64
+
     private let handle: OpaquePointer
     private let stop: StopFlag
+    /// Touched only by the job holding the connection (the lease serializes them).
+    private var statements: [String: OpaquePointer] = [:]
     let path: String
 
     private init(handle: OpaquePointer, stop: StopFlag, path: String) {
@@ -61,6 +66,8 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     func close() {
+        for statement in statements.values { sqlite3_finalize(statement) }
+        statements.removeAll()
         sqlite3_close_v2(handle)
     }
 
@@ -83,9 +90,30 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Runs one statement to completion. Exactly one statement: a second one in `sql` is
     /// refused, because it would otherwise be silently ignored.
     func execute(_ statement: SQLStatement) throws(SQLiteFailure) -> StatementResult {
+        let stmt = try prepared(statement.sql)
+        // Reset at once when done: a statement left mid-step holds its read snapshot open.
+        defer {
+            sqlite3_reset(stmt)
+            sqlite3_clear_bindings(stmt)
+        }
+        return try run(stmt, statement)
+    }
+
+    /// The cached prepared statement for `sql`, preparing (and caching) it if needed.
+    private func prepared(_ sql: String) throws(SQLiteFailure) -> OpaquePointer {
+        if let cached = statements[sql] { return cached }
+        let stmt = try prepare(sql)
+        if statements.count >= Self.cacheCapacity {
+            for old in statements.values { sqlite3_finalize(old) }
+            statements.removeAll(keepingCapacity: true)
+        }
+        statements[sql] = stmt
+        return stmt
+    }
+
+    private func prepare(_ sql: String) throws(SQLiteFailure) -> OpaquePointer {
         var stmt: OpaquePointer?
         var tail: UnsafePointer<CChar>?
-        let sql = statement.sql
         let rc = sql.withCString { text in
             let rc = sqlite3_prepare_v3(handle, text, -1, 0, &stmt, &tail)
             guard rc == SQLITE_OK, stmt != nil, var rest = tail else { return rc }
@@ -111,8 +139,10 @@ final class SQLiteConnection: @unchecked Sendable {
         guard let stmt else {
             throw .badRequest("\"sql\" holds no statement")
         }
-        defer { sqlite3_finalize(stmt) }
+        return stmt
+    }
 
+    private func run(_ stmt: OpaquePointer, _ statement: SQLStatement) throws(SQLiteFailure) -> StatementResult {
         let expected = Int(sqlite3_bind_parameter_count(stmt))
         if expected != statement.params.count {
             throw .badRequest("the statement has \(expected) placeholder\(expected == 1 ? "" : "s") but \(statement.params.count) param\(statement.params.count == 1 ? " was" : "s were") given")
@@ -155,7 +185,7 @@ final class SQLiteConnection: @unchecked Sendable {
             }
             rows.append(row)
         }
-        let writes = sqlite3_stmt_readonly(stmt) == 0 && Self.isDML(sql)
+        let writes = sqlite3_stmt_readonly(stmt) == 0 && Self.isDML(statement.sql)
         return StatementResult(columns: columns, rows: rows, affected: writes ? sqlite3_changes64(handle) : nil)
     }
 

@@ -164,6 +164,7 @@ public final class PoolStatistics: Sendable {
 
 /// Runs one job inside a measurement scope: whatever way `body` ends, the job is counted in
 /// `statistics` with its outcome and the phases `stopwatch` saw.
+@inlinable
 public func withMeasurement<C: Clock, R>(
     _ stopwatch: JobStopwatch<C>,
     into statistics: PoolStatistics,
