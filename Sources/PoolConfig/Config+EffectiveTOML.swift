@@ -9,7 +9,7 @@ extension Config {
     /// Settings that are not set appear as comments.
     public func effectiveTOML() -> String {
         var out = TOMLWriter()
-        out.comment("poold effective configuration, from \(path)")
+        out.comment("poold effective configuration, from \(tomlString(path))")
         out.comment("every default is filled in; secrets are shown as ***")
 
         out.header("[daemon]")
@@ -74,7 +74,7 @@ extension Config {
             if job.sql.count == 1 {
                 out.set("sql", string: job.sql[0])
             } else if job.sql.count > 1 {
-                out.set("sql", strings: job.sql)
+                out.set("sql", lines: job.sql)
             }
             out.set("timeout", string: job.timeout?.configDescription, unset: "not set: the pool's job_timeout applies")
             if pool(named: job.pool)?.kind != .exec {
@@ -109,5 +109,10 @@ private struct TOMLWriter {
 
     mutating func set(_ key: String, strings: [String]) {
         text += "\(key) = [" + strings.map(tomlString).joined(separator: ", ") + "]\n"
+    }
+
+    /// An array of strings, one per line.
+    mutating func set(_ key: String, lines: [String]) {
+        text += "\(key) = [\n" + lines.map { "    \(tomlString($0)),\n" }.joined() + "]\n"
     }
 }

@@ -1,10 +1,13 @@
 /// Where table headers and keys sit in the raw text of a config file.
 ///
-/// TOMLKit does not expose toml++'s source positions, so this scans the text itself. It
-/// runs only on text toml++ has already accepted, and understands just enough TOML to stay
-/// in step: comments, table headers (`[daemon]`, `[[pool]]`, counted per name so the n-th
-/// `[[pool]]` is index n), `key = value` lines, and values that span lines (multi-line
-/// strings, arrays, inline tables), whose insides are skipped.
+/// TOMLKit does not expose toml++'s source positions, so this scans the text itself,
+/// understanding just enough TOML to stay in step: comments, table headers (`[daemon]`,
+/// `[[pool]]`, counted per name so the n-th `[[pool]]` is index n), `key = value` lines,
+/// and values that span lines (multi-line strings, arrays, inline tables), whose insides
+/// are skipped. The same pass looks for the `Hazard`s below, so it runs before toml++;
+/// its line lookups are used only once toml++ has accepted the text. On text toml++
+/// refuses, the scan may lose step after the first error, which is harmless: toml++ stops
+/// there too.
 ///
 /// Limits: a dotted key (`a.b = 1`) is recorded under its first part (`a`) in the current
 /// table; keys inside inline tables and inline arrays of tables (`pool = [{ name = "x" }]`)
@@ -155,6 +158,13 @@ private extension UInt8 {
 
     var isDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
 
+    /// toml++'s ASCII value terminators: whitespace (with vertical tab and form feed),
+    /// `]`, `}`, `,` and `#`.
+    var endsValue: Bool {
+        self == .space || self == .tab || self == .newline || self == .cr || self == 0x0B || self == 0x0C
+            || self == .closeBracket || self == .closeBrace || self == .comma || self == .hash
+    }
+
     /// toml++'s ASCII bare-key characters: letters, digits, `_` and `-`.
     var isBareKeyByte: Bool {
         isDigit || (self >= UInt8(ascii: "a") && self <= UInt8(ascii: "z"))
@@ -237,6 +247,10 @@ private struct Scanner {
             var atKey = false
             // Inside an array, after `[` or `,`: where a value (or `]`) must come.
             var atArrayValue = false
+            // Inside an unquoted value such as a number or date. As for toml++, only
+            // whitespace, `]`, `}`, `,` and `#` end it: a quote or bracket inside it is
+            // part of it, not the start of a string or array.
+            var inToken = false
             while let d = peek() {
                 if atArrayValue {
                     if d == .space || d == .tab || d == .newline || d == .cr {
@@ -260,6 +274,13 @@ private struct Scanner {
                         ))
                     }
                 }
+                let endsToken = inToken && d.endsValue
+                if inToken && !endsToken {
+                    noteValueHazards(afterValue: true)
+                    advance()
+                    continue
+                }
+                inToken = false
                 switch d {
                 case .openBracket, .openBrace:
                     open.append(d)
@@ -279,17 +300,25 @@ private struct Scanner {
                     atKey = open.last == .openBrace
                     atArrayValue = open.last == .openBracket
                     advance()
-                case .equals:
+                case .equals where atKey:
                     atKey = false
                     advance()
+                case .space, .tab, .newline, .cr:
+                    if !atKey { noteValueHazards(afterValue: endsToken) }
+                    advance()
                 default:
-                    if !atKey { noteValueHazards() }
+                    if !atKey {
+                        inToken = true
+                        noteValueHazards(afterValue: false)
+                    }
                     advance()
                 }
             }
         default:
+            var afterValue = false
             while let d = peek(), d != .newline, d != .hash {
-                noteValueHazards()
+                noteValueHazards(afterValue: afterValue)
+                afterValue = d != .space && d != .tab
                 advance()
             }
         }
@@ -333,7 +362,8 @@ private struct Scanner {
     }
 
     /// Checks the unquoted value byte at the cursor for the hazards toml++ cannot take.
-    private mutating func noteValueHazards() {
+    /// `afterValue`: the byte before the cursor belongs to an unquoted value.
+    private mutating func noteValueHazards(afterValue: Bool) {
         guard let c = peek() else { return }
         if c == UInt8(ascii: "T") || c == UInt8(ascii: "t"), position >= 10, let next = peek(1), !next.isDigit {
             // `YYYY-MM-DD` then `T` without a time.
@@ -349,20 +379,12 @@ private struct Scanner {
                 ))
             }
         }
-        if c == .space, position > 0, let digit = peek(1), digit.isDigit, let after = peek(2) {
+        if c == .space, afterValue, let digit = peek(1), digit.isDigit, let after = peek(2), after.endsValue || after >= 0x80 {
             // A value, a space, one digit, and the end of that value.
-            let before = bytes[position - 1]
-            let followsValue = ![UInt8.space, .tab, .comma, .openBracket, .openBrace, .equals, .newline, .cr]
-                .contains(before)
-            let endsThere =
-                [UInt8.space, .tab, .newline, .cr, 0x0B, 0x0C, .closeBracket, .closeBrace, .comma, .hash].contains(after)
-                || after >= 0x80
-            if followsValue && endsThere {
-                valueHazards.append(SourceMap.Hazard(
-                    line: line, offset: position + 1, length: 1,
-                    message: "Error while parsing key-value pair: expected a comment or whitespace after the value, saw '\(Character(Unicode.Scalar(digit)))'"
-                ))
-            }
+            valueHazards.append(SourceMap.Hazard(
+                line: line, offset: position + 1, length: 1,
+                message: "Error while parsing key-value pair: expected a comment or whitespace after the value, saw '\(Character(Unicode.Scalar(digit)))'"
+            ))
         }
     }
 

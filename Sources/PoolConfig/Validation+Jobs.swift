@@ -85,7 +85,8 @@ extension Validation {
         case nil:
             break
         }
-        if let timeout, timeout > pool.maxJobTimeout {
+        // Against a pool with problems of its own, its max_job_timeout may not be what was meant.
+        if let timeout, pool.settings != nil, timeout > pool.maxJobTimeout {
             let lines = [r.line("timeout"), pool.maxJobTimeoutLine].compactMap { $0 }
             error(
                 line: lines.max(), context: r.context,

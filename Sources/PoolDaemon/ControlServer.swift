@@ -140,7 +140,7 @@ final class ControlServer: Service {
                         await slots.acquire()
                         let final = Self.isFinal(request.command)
                         answering.begin(final: final)
-                        group.addTask {
+                        group.addTask(executorPreference: daemon.executor(for: request.command)) {
                             let reply = await self.daemon.handle(request, peer: peer, owner: jobs)
                             try? await outbound.write(ByteBuffer(bytes: reply))
                             slots.release()

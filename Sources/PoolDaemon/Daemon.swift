@@ -150,6 +150,15 @@ public final class Daemon: Sendable {
         }
     }
 
+    /// The executor a request's job should run on: its pool's, for SQL jobs.
+    func executor(for command: Command) -> DedicatedExecutor? {
+        switch command {
+        case .runSQL(let pool, _, _, _, _): pools.named(pool)?.executor
+        case .runNamed(let job, _, _): config.job(named: job).flatMap { pools.named($0.pool)?.executor }
+        default: nil
+        }
+    }
+
     private func select(_ pool: String?) -> [ManagedPool]? {
         guard let pool else { return pools.all }
         return pools.named(pool).map { [$0] }

@@ -15,6 +15,8 @@ final class ManagedPool: Sendable {
     let pool: SQLitePool
     let statistics = PoolStatistics()
     let threads: NIOThreadPool
+    /// Where this pool's jobs run, so their SQL executes inline on a thread of its own.
+    let executor: DedicatedExecutor
     private let current: Mutex<PoolSettings>
 
     init(settings: PoolSettings, threads: NIOThreadPool, logger: Logger) throws(PoolError) {
@@ -24,6 +26,7 @@ final class ManagedPool: Sendable {
         self.name = settings.name
         self.kind = settings.kind
         self.threads = threads
+        self.executor = DedicatedExecutor(name: settings.name, threads: min(max(settings.limits.maxResources, 2), 32))
         self.current = Mutex(settings)
         let name = settings.name
         self.pool = Pool(
@@ -125,6 +128,7 @@ final class PoolSet: Sendable {
                     group.addTask {
                         await pool.pool.drain()
                         await pool.pool.close()
+                        pool.executor.shutdown()
                     }
                 }
             }

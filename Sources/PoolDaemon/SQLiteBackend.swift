@@ -56,38 +56,51 @@ extension SQLiteConnection {
     /// abandoned: it returns as soon as SQLite notices).
     func run(_ statements: [SQLStatement], transaction: Bool, on threads: NIOThreadPool) async throws -> [StatementResult] {
         clearInterrupt()
+        if DedicatedExecutor.isCurrentThreadDedicated {
+            // Already on a thread that exists for this pool's blocking calls: no handoff.
+            return try await withTaskCancellationHandler {
+                try runBlocking(statements, transaction: transaction)
+            } onCancel: {
+                interrupt()
+            }
+        }
         return try await withTaskCancellationHandler {
-            try await threads.runIfActive { [self] () throws -> [StatementResult] in
-                var results: [StatementResult] = []
-                results.reserveCapacity(statements.count)
-                do {
-                    if transaction {
-                        do throws(SQLiteFailure) { try exec("BEGIN IMMEDIATE") } catch { throw BatchFailure(index: nil, failure: error) }
-                    }
-                    for (index, statement) in statements.enumerated() {
-                        do throws(SQLiteFailure) {
-                            results.append(try execute(statement))
-                        } catch {
-                            throw BatchFailure(index: index, failure: error)
-                        }
-                    }
-                    if transaction {
-                        do throws(SQLiteFailure) { try exec("COMMIT") } catch { throw BatchFailure(index: nil, failure: error) }
-                    }
-                } catch {
-                    try rollBackIfNeeded()
-                    throw error
-                }
-                // A job may not leave a transaction of its own open on a pooled connection.
-                if inTransaction {
-                    try rollBackIfNeeded()
-                    throw BatchFailure(index: nil, failure: .badRequest("the job left a transaction open; it was rolled back (use \"transaction\": true instead of BEGIN)"))
-                }
-                return results
+            try await threads.runIfActive { [self] in
+                try runBlocking(statements, transaction: transaction)
             }
         } onCancel: {
             interrupt()
         }
+    }
+
+    /// The statements, on the calling thread. Every failure rolls back before it is thrown.
+    private func runBlocking(_ statements: [SQLStatement], transaction: Bool) throws -> [StatementResult] {
+        var results: [StatementResult] = []
+        results.reserveCapacity(statements.count)
+        do {
+            if transaction {
+                do throws(SQLiteFailure) { try exec("BEGIN IMMEDIATE") } catch { throw BatchFailure(index: nil, failure: error) }
+            }
+            for (index, statement) in statements.enumerated() {
+                do throws(SQLiteFailure) {
+                    results.append(try execute(statement))
+                } catch {
+                    throw BatchFailure(index: index, failure: error)
+                }
+            }
+            if transaction {
+                do throws(SQLiteFailure) { try exec("COMMIT") } catch { throw BatchFailure(index: nil, failure: error) }
+            }
+        } catch {
+            try rollBackIfNeeded()
+            throw error
+        }
+        // A job may not leave a transaction of its own open on a pooled connection.
+        if inTransaction {
+            try rollBackIfNeeded()
+            throw BatchFailure(index: nil, failure: .badRequest("the job left a transaction open; it was rolled back (use \"transaction\": true instead of BEGIN)"))
+        }
+        return results
     }
 
     /// Rolls back an open transaction, retrying if a late interrupt hits the ROLLBACK itself.

@@ -328,6 +328,11 @@ import Testing
         let error = try #require(configError(
             "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\n[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax = 0\n"))
         #expect(error.description == "poold.toml:8: pool \"main\": max must be a positive integer (got 0)")
+        // Nor checked against a max_job_timeout that did not parse.
+        expectError(
+            "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\ntimeout = \"10m\"\n[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax_job_timeout = 600\n",
+            "poold.toml:9: pool \"main\": max_job_timeout must be a duration string like \"5m\" or \"250ms\" (got 600)"
+        )
     }
 
     @Test func jobTimeoutMustNotExceedThePoolsMaxJobTimeout() {
