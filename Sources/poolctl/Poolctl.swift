@@ -21,6 +21,20 @@ struct Poolctl: ParsableCommand {
     )
 
     @OptionGroup var connection: Connection
+
+    /// As ArgumentParser's, except that a usage error exits 2 (DESIGN §1), not 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                printError(fullMessage(for: error))
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 struct Connection: ParsableArguments {
