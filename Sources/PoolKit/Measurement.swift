@@ -1,6 +1,6 @@
 import Histogram
 import PoolCore
-import Synchronization
+public import Synchronization
 
 /// How a job ended, as counted in statistics and logged as `POOLD_OUTCOME`.
 public enum JobOutcome: String, Sendable, Hashable, CaseIterable {
@@ -53,53 +53,76 @@ public struct JobTiming: Sendable, Hashable {
 
 /// Marks the phases of one job. Created when the job is accepted; `acquiring()` when it
 /// starts waiting for a resource, `running()` when it has one.
+///
+/// Marks are kept as offsets from the start, so the lock guards plain durations and nothing
+/// generic has to be instantiated at run time on the job path.
 public final class JobStopwatch<C: Clock>: Sendable where C.Duration == Duration {
-    private let clock: C
-    private let start: C.Instant
-    private let marks = Mutex<(acquiring: C.Instant?, running: C.Instant?, end: C.Instant?)>((nil, nil, nil))
+    @usableFromInline
+    struct Marks: Sendable {
+        @usableFromInline var acquiring: Duration?
+        @usableFromInline var running: Duration?
+        @usableFromInline var end: Duration?
 
+        @inlinable init() {}
+    }
+
+    @usableFromInline let clock: C
+    @usableFromInline let start: C.Instant
+    @usableFromInline let marks = Mutex(Marks())
+
+    @inlinable
     public init(clock: C) {
         self.clock = clock
         self.start = clock.now
     }
 
+    @inlinable
+    var elapsed: Duration { start.duration(to: clock.now) }
+
+    @inlinable
     public func acquiring() {
-        let now = clock.now
+        let now = elapsed
         marks.withLock { if $0.acquiring == nil { $0.acquiring = now } }
     }
 
+    @inlinable
     public func running() {
-        let now = clock.now
+        let now = elapsed
         marks.withLock { if $0.running == nil { $0.running = now } }
     }
 
     /// Ends the job (the first call wins) and returns its timing so far.
+    @inlinable
     @discardableResult
     public func finish() -> JobTiming {
-        let now = clock.now
+        let now = elapsed
         return marks.withLock { marks in
             if marks.end == nil { marks.end = now }
-            return timing(marks)
+            return Self.timing(marks, now: now)
         }
     }
 
+    @inlinable
     public var timing: JobTiming {
-        marks.withLock { timing($0) }
+        let now = elapsed
+        return marks.withLock { Self.timing($0, now: now) }
     }
 
     /// Whether the job got as far as waiting for, or running on, a resource.
+    @inlinable
     public var phases: (acquired: Bool, ran: Bool) {
         marks.withLock { ($0.acquiring != nil, $0.running != nil) }
     }
 
-    private func timing(_ marks: (acquiring: C.Instant?, running: C.Instant?, end: C.Instant?)) -> JobTiming {
-        let end = marks.end ?? clock.now
+    @inlinable
+    static func timing(_ marks: Marks, now: Duration) -> JobTiming {
+        let end = marks.end ?? now
         let acquiring = marks.acquiring ?? end
         let running = marks.running ?? end
         return JobTiming(
-            queue: start.duration(to: acquiring),
-            acquire: marks.acquiring == nil ? .zero : acquiring.duration(to: running),
-            exec: marks.running == nil ? .zero : running.duration(to: end)
+            queue: acquiring,
+            acquire: marks.acquiring == nil ? .zero : running - acquiring,
+            exec: marks.running == nil ? .zero : end - running
         )
     }
 }
