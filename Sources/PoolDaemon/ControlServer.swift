@@ -115,40 +115,47 @@ final class ControlServer: Service {
         let jobs = ConnectionJobs()
         connection.channel.closeFuture.whenComplete { _ in jobs.cancelAll() }
         let slots = Slots(limit: maxInflight)
-        try? await connection.executeThenClose { inbound, outbound in
+        let replies = ReplyWriter(channel: connection.channel)
+        try? await connection.executeThenClose { inbound, _ in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await frame in inbound {
+                    // Every request holds a slot until the socket has taken its answer: beyond
+                    // max_inflight_per_connection this connection is not read (back-pressure),
+                    // and a client that never reads holds a bounded number of answers.
+                    await slots.acquire()
                     switch frame {
                     case .tooLarge:
-                        try await outbound.write(ByteBuffer(bytes: Reply.tooLarge(maxLineBytes: LineFramer.maxLineBytes)))
+                        replies.send(Reply.tooLarge(maxLineBytes: LineFramer.maxLineBytes), then: slots.release)
+                        await slots.waitUntilIdle()
                         return
                     case .line(let line):
                         let decoded = line.withUnsafeReadableBytes { RequestDecoder.decode($0) }
                         let request: ControlRequest
                         switch decoded {
                         case .failure(let error):
-                            try await outbound.write(ByteBuffer(bytes: Reply.error(error)))
+                            replies.send(Reply.error(error), then: slots.release)
                             continue
                         case .success(let r):
                             request = r
                         }
                         if Self.answersAtOnce(request.command) {
-                            let reply = await daemon.handle(request, peer: peer, owner: jobs)
-                            try await outbound.write(ByteBuffer(bytes: reply))
+                            replies.send(await daemon.handle(request, peer: peer, owner: jobs), then: slots.release)
                             continue
                         }
-                        await slots.acquire()
                         let final = Self.isFinal(request.command)
                         answering.begin(final: final)
                         group.addTask(executorPreference: daemon.executor(for: request.command)) {
                             let reply = await self.daemon.handle(request, peer: peer, owner: jobs)
-                            try? await outbound.write(ByteBuffer(bytes: reply))
-                            slots.release()
-                            self.answering.end(final: final)
+                            replies.send(reply) {
+                                slots.release()
+                                self.answering.end(final: final)
+                            }
                         }
                     }
                 }
             }
+            // Every answer is handed over before executeThenClose closes the connection.
+            await slots.waitUntilIdle()
         }
     }
 
@@ -258,6 +265,7 @@ final class Slots: Sendable {
     private struct State {
         var used = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let limit: Int
@@ -281,15 +289,77 @@ final class Slots: Sendable {
         }
     }
 
+    @Sendable
     func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (next, idle) = state.withLock { state -> (CheckedContinuation<Void, Never>?, [CheckedContinuation<Void, Never>]) in
             if state.waiters.isEmpty {
                 state.used -= 1
-                return nil
+                guard state.used == 0 else { return (nil, []) }
+                defer { state.idleWaiters.removeAll() }
+                return (nil, state.idleWaiters)
             }
-            return state.waiters.removeFirst()  // the slot passes straight to the next reader
+            return (state.waiters.removeFirst(), [])  // the slot passes straight to the next reader
         }
         next?.resume()
+        for waiter in idle { waiter.resume() }
+    }
+
+    /// Returns once no slot is in use: every answer has been handed to the socket.
+    func waitUntilIdle() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state -> Bool in
+                if state.used == 0 { return true }
+                state.idleWaiters.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
+}
+
+/// Coalesces one connection's answers: those ready at the same moment go out in one write
+/// and one flush on the event loop, instead of a write, a flush and a wakeup each.
+final class ReplyWriter: Sendable {
+    private struct Pending {
+        var bytes: [UInt8] = []
+        var completions: [@Sendable () -> Void] = []
+        var scheduled = false
+    }
+
+    private let channel: any Channel
+    private let pending = Mutex(Pending())
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    /// Queues one answer line; `then` runs once the socket has taken it (or the connection
+    /// is gone).
+    func send(_ reply: [UInt8], then completion: @escaping @Sendable () -> Void) {
+        let schedule = pending.withLock { pending -> Bool in
+            pending.bytes.append(contentsOf: reply)
+            pending.completions.append(completion)
+            defer { pending.scheduled = true }
+            return !pending.scheduled
+        }
+        if schedule {
+            channel.eventLoop.execute { self.flush() }
+        }
+    }
+
+    private func flush() {
+        let (bytes, completions) = pending.withLock { pending in
+            defer {
+                pending.bytes.removeAll(keepingCapacity: true)
+                pending.completions.removeAll(keepingCapacity: true)
+                pending.scheduled = false
+            }
+            return (pending.bytes, pending.completions)
+        }
+        guard !completions.isEmpty else { return }
+        channel.writeAndFlush(ByteBuffer(bytes: bytes)).whenComplete { _ in
+            for completion in completions { completion() }
+        }
     }
 }
 
