@@ -220,39 +220,65 @@ public final class Daemon: Sendable {
         return reply
     }
 
+    /// A SQL job's answer, written straight into bytes: this is the hot path of every query,
+    /// and building a JSONValue tree first costs an allocation per cell.
     static func sqlReply(id: RequestID?, job: Int64, results: [StatementResult], isBatch: Bool, timing: JobTiming) -> [UInt8] {
-        let timingJSON: JSONValue = .object([
-            "queue_us": .int(timing.queue.microseconds),
-            "acquire_us": .int(timing.acquire.microseconds),
-            "exec_us": .int(timing.exec.microseconds),
-        ])
+        var w = JSONWriter(capacity: 256)
+        w.writeRaw("{\"id\":")
+        w.write(id?.jsonValue ?? .null)
+        w.writeRaw(",\"ok\":true,\"job\":")
+        w.writeInt(job)
         if isBatch {
-            return Reply.ok(id: id, [("job", .int(job)), ("results", .array(results.map { .object(resultJSON($0)) })), ("timing", timingJSON)])
+            w.writeRaw(",\"results\":[")
+            for (index, result) in results.enumerated() {
+                if index > 0 { w.writeRaw(",") }
+                w.writeRaw("{")
+                writeResult(result, into: &w)
+                w.writeRaw("}")
+            }
+            w.writeRaw("]")
+        } else {
+            w.writeRaw(",")
+            writeResult(results.first ?? StatementResult(columns: [], rows: [], affected: nil), into: &w)
         }
-        let result = results.first ?? StatementResult(columns: [], rows: [], affected: nil)
-        var fields: [(String, JSONValue)] = [("job", .int(job))]
-        for entry in resultJSON(result) { fields.append((entry.key, entry.value)) }
-        fields.append(("timing", timingJSON))
-        return Reply.ok(id: id, fields)
+        w.writeRaw(",\"timing\":{\"queue_us\":")
+        w.writeInt(timing.queue.microseconds)
+        w.writeRaw(",\"acquire_us\":")
+        w.writeInt(timing.acquire.microseconds)
+        w.writeRaw(",\"exec_us\":")
+        w.writeInt(timing.exec.microseconds)
+        w.writeRaw("}}\n")
+        return w.bytes
     }
 
-    static func resultJSON(_ result: StatementResult) -> JSONObject {
-        [
-            "columns": .array(result.columns.map { .string($0) }),
-            "rows": .array(result.rows.map { .array($0.map(sqlJSON)) }),
-            "affected": result.affected.map { .int($0) } ?? .null,
-        ]
-    }
-
-    static func sqlJSON(_ value: SQLValue) -> JSONValue {
-        switch value {
-        case .null: .null
-        case .bool(let b): .bool(b)
-        case .int(let i): .int(i)
-        case .double(let d): .double(d)
-        case .text(let s): .string(s)
-        case .blob(let bytes): .object(["base64": .string(Base64.encode(bytes))])
+    /// `"columns":[…],"rows":[[…]],"affected":N|null`
+    static func writeResult(_ result: StatementResult, into w: inout JSONWriter) {
+        w.writeRaw("\"columns\":[")
+        for (index, column) in result.columns.enumerated() {
+            if index > 0 { w.writeRaw(",") }
+            w.writeString(column)
         }
+        w.writeRaw("],\"rows\":[")
+        for (r, row) in result.rows.enumerated() {
+            w.writeRaw(r > 0 ? ",[" : "[")
+            for (c, value) in row.enumerated() {
+                if c > 0 { w.writeRaw(",") }
+                switch value {
+                case .null: w.writeRaw("null")
+                case .bool(let b): w.writeRaw(b ? "true" : "false")
+                case .int(let i): w.writeInt(i)
+                case .double(let d): w.writeDouble(d)
+                case .text(let text): w.writeString(text)
+                case .blob(let bytes):
+                    w.writeRaw("{\"base64\":")
+                    w.writeString(Base64.encode(bytes))
+                    w.writeRaw("}")
+                }
+            }
+            w.writeRaw("]")
+        }
+        w.writeRaw("],\"affected\":")
+        if let affected = result.affected { w.writeInt(affected) } else { w.writeRaw("null") }
     }
 
     private func errorReply(id: RequestID?, job: Int64, error: any Error, limit: Duration, timing: JobTiming, isBatch: Bool) -> [UInt8] {
