@@ -275,7 +275,15 @@ final class Slots: Sendable {
         self.limit = limit
     }
 
+    /// Takes a slot without suspending when one is free (the common case): a continuation
+    /// that resumes at once still costs the task a trip through its executor.
     func acquire() async {
+        let taken = state.withLock { state -> Bool in
+            guard state.used < limit else { return false }
+            state.used += 1
+            return true
+        }
+        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let granted = state.withLock { state -> Bool in
                 if state.used < limit {
