@@ -91,6 +91,10 @@ struct CommandLineTests {
         #expect(timedOut.status == 4)
         #expect(timedOut.err.contains("timeout"))
 
+        let completions = try Self.run("poolctl", ["--generate-completion-script", "bash"])
+        #expect(completions.status == 0)
+        #expect(completions.out.contains("poolctl"))
+
         let usage = try Self.run("poolctl", socket + ["resize", "main"])
         #expect(usage.status == 2, "a usage error exits 2")
         #expect(usage.err.contains("--min"))

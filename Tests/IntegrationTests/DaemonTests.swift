@@ -263,6 +263,37 @@ struct DaemonTests {
         #expect(max == .int(5))
     }
 
+    @Test func reloadRemovingAPoolLetsItsRunningJobsFinish() throws {
+        let daemon = try DaemonProcess()
+        let base = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
+        let withExtra = base + """
+
+            [[pool]]
+            name = "extra"
+            path = "\(daemon.directory)/extra.db"
+            min = 0
+            max = 1
+            allow_adhoc = true
+            """
+        try withExtra.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        #expect(try daemon.request(["op": .string("reload")]).ok)
+        let running = try daemon.client()
+        try running.send(line: #"{"id":1,"op":"run","pool":"extra","sql":"\#(busySQL(millions: 1))"}"#)
+        var started = false
+        for _ in 0..<200 where !started {
+            if case .array(let jobs)? = try daemon.request(["op": .string("jobs"), "pool": .string("extra")])["jobs"], !jobs.isEmpty { started = true }
+            usleep(5_000)
+        }
+        #expect(started)
+        try base.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
+        let reload = try daemon.request(["op": .string("reload")])
+        #expect(reload["changes"] == .array([.string("pool extra removed (draining)")]), "\(reload)")
+        #expect(try daemon.request(["op": .string("run"), "pool": .string("extra"), "sql": .string("SELECT 1")]).errorCode == "no_such_pool")
+        let finished = try #require(try running.readReply(timeout: .seconds(10)))
+        #expect(finished.ok, "a job running on a removed pool is not disturbed: \(finished)")
+        #expect(finished.rows == [[.int(1_000_000)]])
+    }
+
     @Test func sigtermLetsJobsFinishWithinTheGraceAndCancelsTheRest() throws {
         let daemon = try DaemonProcess(grace: "1.5s")
         #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
