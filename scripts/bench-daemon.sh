@@ -46,8 +46,15 @@ echo "== ping: 8 conns, depth 16 (target >= 100k req/s, p99 < 5 ms)"
   --payload '{"op":"ping"}'
 
 echo "== SQLite point read: 16 conns, depth 4, pool max 4 (target >= 40k req/s, p99 < 5 ms)"
+cpu_before=$(awk '{print $14 + $15}' /proc/$PID/stat)
 "$WORK/loadgen" --socket "$WORK/control.sock" --conns 16 --depth 4 --duration "$DURATION" --warmup 1 \
-  --payload '{"op":"run","pool":"main","sql":"SELECT v FROM kv WHERE k = ?1","params":[@R@]}' --rand-max 10000
+  --payload '{"op":"run","pool":"main","sql":"SELECT v FROM kv WHERE k = ?1","params":[@R@]}' --rand-max 10000 \
+  | tee "$WORK/read.out"
+cpu_after=$(awk '{print $14 + $15}' /proc/$PID/stat)
+answers=$(tail -1 "$WORK/read.out" | sed 's/.*"sent":\([0-9]*\).*/\1/')  # warm-up included, like the CPU
+ticks=$(getconf CLK_TCK)
+# CPU per request is steadier than req/s on a shared machine: it does not depend on what else runs.
+echo "== poold CPU per point read: $(( (cpu_after - cpu_before) * 1000000 / ticks / answers )) us ($(( cpu_after - cpu_before )) ticks for $answers requests)"
 
 echo "== RSS after load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
 start=$(date +%s%N)
