@@ -9,8 +9,9 @@ import DequeModule
 /// they cost two thread handoffs per statement. A job whose task prefers this executor runs
 /// here from start to finish — registry, lease, SQL, reply — so its statements execute inline
 /// on a thread that exists for nothing else. Jobs waiting for a lease are suspended and hold
-/// no thread, so `threads` = the pool's `max` never deadlocks: each blocked thread belongs to
-/// a job that holds a connection.
+/// no thread, and a thread blocks only in a statement that is running to its end (or its
+/// interrupt), so any number of threads ≥ 1 makes progress; with fewer threads than
+/// connections, statements beyond the thread count wait their turn.
 final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()

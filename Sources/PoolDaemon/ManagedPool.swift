@@ -1,5 +1,6 @@
 import ControlProtocol
 import Logging
+import NIOCore
 import NIOPosix
 import PoolConfig
 import PoolCore
@@ -26,7 +27,10 @@ final class ManagedPool: Sendable {
         self.name = settings.name
         self.kind = settings.kind
         self.threads = threads
-        self.executor = DedicatedExecutor(name: settings.name, threads: min(max(settings.limits.maxResources, 2), 32))
+        // As many threads as the pool has connections, but no more than the machine has cores:
+        // SQLite reads are CPU-bound, and extra threads only add hand-offs (measured: 40-44 µs
+        // of CPU per point read with 2 threads on 2 cores, 50-56 µs with 4).
+        self.executor = DedicatedExecutor(name: settings.name, threads: min(settings.limits.maxResources, max(System.coreCount, 2), 32))
         self.current = Mutex(settings)
         let name = settings.name
         self.pool = Pool(
