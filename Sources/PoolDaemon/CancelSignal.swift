@@ -4,8 +4,6 @@ import Synchronization
 
 /// Why a job was stopped from outside.
 enum StopReason: Sendable, Hashable {
-    /// The job's body finished by itself (not a stop).
-    case finished
     /// The job ran past its timeout.
     case timeout
     /// `cancel` op (by whom).
@@ -16,40 +14,35 @@ enum StopReason: Sendable, Hashable {
     case shutdown
 }
 
-/// A one-shot signal that stops one job: fired by `cancel`, a disconnect or shutdown,
-/// awaited inside the job's scope.
-final class CancelSignal: Sendable {
+/// A one-shot signal that stops one job: fired by its deadline, `cancel`, a disconnect or
+/// shutdown. Whatever the job waits on at that moment registers how to stop it (`onStop`):
+/// leaving the pool's queue, or interrupting the running statement.
+final class CancelSignal: StopSource {
     private struct State {
         var reason: StopReason?
-        var waiter: CheckedContinuation<StopReason?, Never>?
+        var action: (@Sendable () -> Void)?
     }
 
     private let state = Mutex(State())
 
     var reason: StopReason? { state.withLock { $0.reason } }
 
-    /// Fires the signal; the first reason wins.
+    /// Fires the signal; the first reason wins, and the current stop action runs.
     func fire(_ reason: StopReason) {
-        let waiter = state.withLock { state -> CheckedContinuation<StopReason?, Never>? in
+        let action = state.withLock { state -> (@Sendable () -> Void)? in
             guard state.reason == nil else { return nil }
             state.reason = reason
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.action
         }
-        waiter?.resume(returning: reason)
+        action?()
     }
 
-    /// The reason, once fired. Not cancellation-aware: the job's body always fires the signal
-    /// when it ends, and cancelling the waiter cancels that body.
-    func waitUntilFired() async -> StopReason {
-        await withCheckedContinuation { (continuation: CheckedContinuation<StopReason?, Never>) in
-            let fired = state.withLock { state -> StopReason? in
-                if let reason = state.reason { return reason }
-                state.waiter = continuation
-                return nil
-            }
-            if let fired { continuation.resume(returning: fired) }
-        } ?? .finished
+    func onStop(_ action: (@Sendable () -> Void)?) {
+        let now = state.withLock { state -> (@Sendable () -> Void)? in
+            state.action = action
+            return state.reason == nil ? nil : action
+        }
+        now?()
     }
 }
 
@@ -59,36 +52,25 @@ struct JobStopped: OutcomeClassified, Sendable {
     var outcome: JobOutcome { .cancelled }
 }
 
-/// Runs a job's body until it finishes or its signal fires (timeout, `cancel`, disconnect,
-/// shutdown), whichever comes first.
+/// Runs a job's body in the job's own task; its signal stops it from outside (no extra task,
+/// no timer per job: deadlines are enforced by `JobRegistry.expire`, one ticker for all).
 ///
-/// The body runs as the one child task; this task waits on the signal, which the body fires
-/// itself when it finishes. A stop cancels the body and waits for it to unwind (leases
-/// returned, transactions rolled back) before throwing `TimeoutError` or `JobStopped`; a body
-/// that completes anyway returns its result. Deadlines are enforced by `JobRegistry.expire`,
-/// one ticker for all jobs, not a timer per job.
-func withJobScope<R: Sendable>(
+/// When the body ends with an error after the signal fired, the error is the stop's:
+/// `TimeoutError` for a deadline, `JobStopped` otherwise. By then the body has unwound (lease
+/// returned, transaction rolled back). A body that completes anyway returns its result.
+func withJobScope<R>(
     limit: Duration,
     signal: CancelSignal,
-    _ body: @escaping @Sendable () async throws -> R
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: () async throws -> R
 ) async throws -> R {
-    try await withThrowingTaskGroup(of: R.self) { group in
-        group.addTask {
-            defer { signal.fire(.finished) }
-            return try await body()
-        }
-        let reason = await signal.waitUntilFired()
-        if reason != .finished { group.cancelAll() }
-        guard let result = await group.nextResult() else { throw CancellationError() }
-        switch (reason, result) {
-        case (_, .success(let value)):
-            return value
-        case (.finished, .failure(let error)):
-            throw error
-        case (.timeout, .failure):
-            throw TimeoutError(limit: limit)
-        case (let reason, .failure):
-            throw JobStopped(reason: reason)
+    do {
+        return try await body()
+    } catch {
+        switch signal.reason {
+        case .timeout?: throw TimeoutError(limit: limit)
+        case let reason?: throw JobStopped(reason: reason)
+        case nil: throw error
         }
     }
 }

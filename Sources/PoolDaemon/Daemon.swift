@@ -197,7 +197,7 @@ public final class Daemon: Sendable {
             let results = try await withMeasurement(stopwatch, into: pool.statistics) {
                 try await withJobScope(limit: limit, signal: signal) {
                     stopwatch.acquiring()
-                    return try await pool.execute(statements, transaction: transaction) {
+                    return try await pool.execute(statements, transaction: transaction, stop: signal) {
                         stopwatch.running()
                         registry.set(job, .running)
                     }
@@ -290,7 +290,7 @@ public final class Daemon: Sendable {
             case .cancelled(let by): "cancelled by \(by)"
             case .disconnected: "cancelled because its client disconnected"
             case .shutdown: "cancelled because poold is stopping and the job outlived shutdown_grace"
-            case .timeout, .finished: "stopped"
+            case .timeout: "stopped"
             }
             return Reply.error(id: id, code: .cancelled, message: "job \(job) was \(why); what it did was rolled back", job: job)
         case is CancellationError:

@@ -57,10 +57,10 @@ final class ManagedPool: Sendable {
     }
 
     /// Runs statements on one leased connection. `leased` is called once it holds one.
-    func execute(_ statements: [SQLStatement], transaction: Bool, leased: @Sendable () -> Void) async throws -> [StatementResult] {
-        try await pool.withResource { connection in
+    func execute(_ statements: [SQLStatement], transaction: Bool, stop: CancelSignal, leased: @Sendable () -> Void) async throws -> [StatementResult] {
+        try await pool.withResource(stoppedBy: stop) { connection in
             leased()
-            return try await connection.run(statements, transaction: transaction, on: threads)
+            return try await connection.run(statements, transaction: transaction, on: threads, stop: stop)
         }
     }
 

@@ -54,8 +54,11 @@ extension SQLiteConnection {
     ///
     /// Cancellation interrupts the running statement (the thread pool call itself cannot be
     /// abandoned: it returns as soon as SQLite notices).
-    func run(_ statements: [SQLStatement], transaction: Bool, on threads: NIOThreadPool) async throws -> [StatementResult] {
+    func run(_ statements: [SQLStatement], transaction: Bool, on threads: NIOThreadPool, stop: (any StopSource)? = nil) async throws -> [StatementResult] {
         clearInterrupt()
+        // A stop (timeout, cancel) interrupts the statement; one that came already does so now.
+        stop?.onStop { [self] in interrupt() }
+        defer { stop?.onStop(nil) }
         if DedicatedExecutor.isCurrentThreadDedicated {
             // Already on a thread that exists for this pool's blocking calls: no handoff.
             return try await withTaskCancellationHandler {

@@ -67,9 +67,10 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     @inlinable
     public func withResource<R>(
         isolation: isolated (any Actor)? = #isolation,
+        stoppedBy stop: (any StopSource)? = nil,
         _ body: (Resource) async throws -> R
     ) async throws -> R {
-        let lease = try await acquire()
+        let lease = try await acquire(stoppedBy: stop)
         let result: R
         do {
             result = try await body(lease.resource)
@@ -86,7 +87,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// Takes a resource, waiting in FIFO order if none is free. Daemon code uses
     /// `withResource`; a bare acquire must be paired with exactly one `release`.
     @inlinable
-    public func acquire(isolation: isolated (any Actor)? = #isolation) async throws -> Lease {
+    public func acquire(isolation: isolated (any Actor)? = #isolation, stoppedBy stop: (any StopSource)? = nil) async throws -> Lease {
         if Task.isCancelled { throw CancellationError() }
         let now = now()
         let (fast, waiter) = state.withLock { state -> (FastLease, WaiterID) in
@@ -110,7 +111,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
             throw error
         case .queued(let resumptions):
             resumptions.perform(onEvent)
-            return try await wait(for: waiter)
+            return try await wait(for: waiter, stoppedBy: stop)
         }
     }
 
@@ -135,7 +136,9 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// The slow path: park until the machine grants or fails this waiter. Cancellation
     /// removes it from the queue; a grant that races with the cancellation is given back.
     @usableFromInline
-    func wait(for waiter: WaiterID) async throws -> Lease {
+    func wait(for waiter: WaiterID, stoppedBy stop: (any StopSource)?) async throws -> Lease {
+        stop?.onStop { [self] in cancelWaiter(waiter) }
+        defer { stop?.onStop(nil) }
         let lease = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Lease, any Error>) in
                 let early = state.withLock { state -> Result<Lease, any Error>? in

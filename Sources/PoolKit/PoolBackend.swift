@@ -52,3 +52,12 @@ public enum PoolEvent: Sendable, Equatable {
     case drained
     case closed
 }
+
+/// Stops a job from outside its task, without cancelling the task: a timeout, a `cancel`
+/// request. Whatever the job is waiting on registers how to stop it (`onStop`); a stop that
+/// already happened runs the action at once. Waiting for a lease registers its removal from
+/// the queue, so the wait ends with `CancellationError`.
+public protocol StopSource: Sendable {
+    /// Sets the action a stop runs (nil: none); runs it now if the stop already happened.
+    func onStop(_ action: (@Sendable () -> Void)?)
+}

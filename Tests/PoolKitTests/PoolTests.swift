@@ -70,6 +70,53 @@ struct PoolTests {
         }
     }
 
+    @Test func stopSourceTakesAWaiterOutOfTheQueueWithoutCancellingItsTask() async throws {
+        let limits = PoolLimits(maxResources: 1, idleTimeout: nil, maxLifetime: nil)
+        try await withRunningPool(limits) { pool, _, _ in
+            let holding = Signal()
+            let finish = Signal()
+            let stop = TestStop()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await pool.withResource { _ in
+                        holding.fire()
+                        await finish.wait()
+                    }
+                }
+                await holding.wait()
+                group.addTask {
+                    await #expect(throws: CancellationError.self) {
+                        try await pool.withResource(stoppedBy: stop) { _ in }
+                    }
+                    #expect(!Task.isCancelled, "the waiter's task itself was not cancelled")
+                }
+                await eventually { pool.snapshot.waiting == 1 }
+                stop.fire()
+                await eventually { pool.snapshot.waiting == 0 }
+                finish.fire()
+                try await group.waitForAll()
+            }
+            #expect(pool.snapshot.leased == 0)
+            // A stop that happened before the wait began fails the wait at once.
+            let holding2 = Signal()
+            let finish2 = Signal()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await pool.withResource { _ in
+                        holding2.fire()
+                        await finish2.wait()
+                    }
+                }
+                await holding2.wait()
+                await #expect(throws: CancellationError.self) {
+                    try await pool.withResource(stoppedBy: stop) { _ in }
+                }
+                finish2.fire()
+                try await group.waitForAll()
+            }
+        }
+    }
+
     @Test func cancelledRunningJobReturnsItsLease() async throws {
         try await withRunningPool { pool, _, _ in
             let running = Signal()
@@ -344,4 +391,25 @@ final class EventLog: Sendable {
     private let storage = Box<[PoolEvent]>([])
     func append(_ event: PoolEvent) { storage.withLock { $0.append(event) } }
     var events: [PoolEvent] { storage.value }
+}
+
+/// A stop source fired by hand.
+final class TestStop: StopSource {
+    private let state = Box<(fired: Bool, action: (@Sendable () -> Void)?)>((false, nil))
+
+    func fire() {
+        let action = state.withLock { state -> (@Sendable () -> Void)? in
+            state.fired = true
+            return state.action
+        }
+        action?()
+    }
+
+    func onStop(_ action: (@Sendable () -> Void)?) {
+        let now = state.withLock { state -> (@Sendable () -> Void)? in
+            state.action = action
+            return state.fired ? action : nil
+        }
+        now?()
+    }
 }
