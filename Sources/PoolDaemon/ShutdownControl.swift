@@ -1,64 +1,54 @@
 import Synchronization
 
-/// The two steps of stopping, shared by the signal watcher, the control server and
-/// `drain --stop`: a stop request (first SIGTERM), and skipping the grace (second SIGTERM).
+/// The steps of stopping, shared by the signal watcher, the control server and
+/// `drain --stop`: a stop request (first SIGTERM), skipping the grace (second SIGTERM), and
+/// the moment every job has been answered.
 final class ShutdownControl: Sendable {
+    private let stopRequested = Latch()
+    private let stopped = Latch()
+    private let graceSkipped = Atomic<Bool>(false)
+
+    var isStopRequested: Bool { stopRequested.isOpen }
+    var isGraceSkipped: Bool { graceSkipped.load(ordering: .acquiring) }
+
+    func requestStop() { stopRequested.open() }
+    func skipGrace() { graceSkipped.store(true, ordering: .releasing) }
+    /// Every job has been answered; `drain --stop` may now reply.
+    func markStopped() { stopped.open() }
+
+    func waitForStopRequest() async { await stopRequested.wait() }
+    func waitUntilStopped() async { await stopped.wait() }
+}
+
+/// A one-shot gate: `wait()` returns once `open()` has been called, at once if it already was.
+/// Not cancellation-aware on purpose: what waits on it ends with the daemon, not with a task.
+final class Latch: Sendable {
     private struct State {
-        var stopRequested = false
-        var graceSkipped = false
-        var stopped = false
-        var stopWaiters: [CheckedContinuation<Void, Never>] = []
-        var stoppedWaiters: [CheckedContinuation<Void, Never>] = []
+        var isOpen = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
 
-    var isStopRequested: Bool { state.withLock { $0.stopRequested } }
-    var isGraceSkipped: Bool { state.withLock { $0.graceSkipped } }
+    var isOpen: Bool { state.withLock { $0.isOpen } }
 
-    func requestStop() {
-        let waiters = state.withLock { state in
-            state.stopRequested = true
-            defer { state.stopWaiters.removeAll() }
-            return state.stopWaiters
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.isOpen = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
         }
         for waiter in waiters { waiter.resume() }
     }
 
-    func skipGrace() {
-        state.withLock { $0.graceSkipped = true }
-    }
-
-    /// Every job has been answered; `drain --stop` may now reply.
-    func markStopped() {
-        let waiters = state.withLock { state in
-            state.stopped = true
-            defer { state.stoppedWaiters.removeAll() }
-            return state.stoppedWaiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Not cancellation-aware on purpose (like `waitUntilStopped`): it ends with the daemon.
-    func waitForStopRequest() async {
+    func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if state.stopRequested { return true }
-                state.stopWaiters.append(continuation)
+            let open = state.withLock { state -> Bool in
+                if state.isOpen { return true }
+                state.waiters.append(continuation)
                 return false
             }
-            if ready { continuation.resume() }
-        }
-    }
-
-    func waitUntilStopped() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if state.stopped { return true }
-                state.stoppedWaiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
+            if open { continuation.resume() }
         }
     }
 }
