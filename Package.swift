@@ -67,11 +67,22 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // libsystemd (sd_notify, sd_journal_sendv, sd_listen_fds) and its Swift face.
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "SystemdKit",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // The daemon: backends, job runner, control server, services.
         .target(
             name: "PoolDaemon",
             dependencies: [
-                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite",
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite", "SystemdKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -86,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "poold",
             dependencies: [
-                "PoolDaemon", "PoolConfig",
+                "PoolDaemon", "PoolConfig", "SystemdKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -134,6 +145,11 @@ let package = Package(
         .testTarget(
             name: "PoolDaemonTests",
             dependencies: ["PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SystemdKitTests",
+            dependencies: ["SystemdKit", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // Starts the real poold binary and drives it over its socket and with signals.

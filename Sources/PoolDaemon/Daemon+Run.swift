@@ -8,6 +8,7 @@ import PoolConfig
 import PoolCore
 import PoolKit
 import ServiceLifecycle
+import SystemdKit
 import UnixSignals
 
 extension Daemon {
@@ -23,6 +24,7 @@ extension Daemon {
             services: [
                 .init(service: SignalWatcher(daemon: self)),
                 .init(service: JobTimer(jobs: jobs)),
+                .init(service: StatusReporter(daemon: self)),
                 .init(service: PoolSupervisor(daemon: self)),
                 .init(service: server),
             ],
@@ -67,15 +69,46 @@ struct PoolSupervisor: Service {
 }
 
 /// Enforces every job's timeout: one ticker for all jobs (10 ms resolution) instead of a
-/// timer per job, which would cost a timer registration on every request.
+/// timer per job, which would cost a timer registration on every request. It also pings the
+/// systemd watchdog (at half its interval): a wedged job machinery stops the pings.
 struct JobTimer: Service {
     static let tick = Duration.milliseconds(10)
     let jobs: JobRegistry
 
     func run() async throws {
+        let watchdog = Systemd.watchdogInterval.map { $0 / 2 }
+        var lastPing = ContinuousClock.now
+        if watchdog != nil { Systemd.notify("WATCHDOG=1") }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: Self.tick)
-            jobs.expire(now: .now)
+            let now = ContinuousClock.now
+            jobs.expire(now: now)
+            if let watchdog, lastPing.duration(to: now) >= watchdog {
+                Systemd.notify("WATCHDOG=1")
+                lastPing = now
+            }
+        }
+    }
+}
+
+/// Keeps systemd's STATUS= current, at most once a second and only when it changed; while
+/// stopping, extends the stop timeout so that a long shutdown_grace is not cut short.
+struct StatusReporter: Service {
+    let daemon: Daemon
+
+    func run() async throws {
+        var last = ""
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .seconds(1))
+            let line = daemon.statusLine()
+            var message: [String] = []
+            if line != last { message.append("STATUS=\(line)") }
+            if daemon.state == .stopping {
+                let grace = daemon.config.daemon.shutdownGrace
+                message.append("EXTEND_TIMEOUT_USEC=\((grace + .seconds(5)).microseconds)")
+            }
+            if !message.isEmpty { Systemd.notify(message) }
+            last = line
         }
     }
 }

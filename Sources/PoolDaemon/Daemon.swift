@@ -5,6 +5,7 @@ import PoolConfig
 import PoolCore
 import PoolKit
 import Synchronization
+import SystemdKit
 
 /// The daemon's state and its answer to every request. The services (control server, pool
 /// supervisor, signal watcher) call into it; it owns no tasks itself.
@@ -58,8 +59,40 @@ public final class Daemon: Sendable {
     var config: Config { mutable.withLock { $0.config } }
     public var state: LifecycleState { mutable.withLock { $0.state } }
 
+    /// The control socket is bound and every pool has started: tell systemd (READY=1).
     func markReady() {
         mutable.withLock { if $0.state == .starting { $0.state = .ready } }
+        Systemd.notify("READY=1", "STATUS=\(statusLine())")
+        logger.notice("ready", metadata: ["event": "ready", "pools": "\(pools.all.count)"])
+    }
+
+    /// One line for systemd's STATUS=: `ready · 1 pools · 0/4 busy · 0 waiting · 12 ok · 0 failed`,
+    /// or what is wrong (`degraded: pool "pg": …`), or what stopping still waits for.
+    func statusLine() -> String {
+        let state = self.state
+        let snapshots = pools.all.map { ($0, $0.pool.snapshot) }
+        if state == .stopping {
+            let open = snapshots.reduce(0) { $0 + $1.1.open }
+            return "stopping: \(jobs.count) jobs running, \(open) connections open"
+        }
+        if let degraded = snapshots.first(where: { $0.1.health == .degraded }) {
+            return "degraded: pool \"\(degraded.0.name)\" cannot connect: \(degraded.1.lastError ?? "unknown error")"
+        }
+        var ok: UInt64 = 0
+        var failed: UInt64 = 0
+        for (pool, _) in snapshots {
+            let counts = pool.statistics.snapshot
+            ok += counts.count(.succeeded)
+            failed += counts.count(.failed) + counts.count(.timedOut) + counts.count(.cancelled) + counts.count(.overloaded)
+        }
+        let busy = snapshots.reduce(0) { $0 + $1.1.leased }
+        let capacity = snapshots.reduce(0) { $0 + $1.1.max }
+        let waiting = snapshots.reduce(0) { $0 + $1.1.waiting }
+        var line = "\(state.rawValue) · \(snapshots.count) pools · \(busy)/\(capacity) busy · \(waiting) waiting · \(ok) ok · \(failed) failed"
+        if let last = mutable.withLock({ $0.lastReload }), !last.ok {
+            line += " · last reload failed"
+        }
+        return line
     }
 
     // MARK: Requests
@@ -385,6 +418,7 @@ public final class Daemon: Sendable {
     func reload() async -> Result<[String], ConfigError> {
         let path = config.path
         mutable.withLock { $0.state = $0.state == .stopping ? .stopping : .reloading }
+        Systemd.reloading()
         logger.notice("reloading", metadata: ["config": "\(path)", "event": "reloading"])
         let result: Result<[String], ConfigError>
         do {
@@ -401,6 +435,7 @@ public final class Daemon: Sendable {
             case .failure(let error): state.lastReload = ReloadRecord(at: at, ok: false, error: error.description)
             }
         }
+        Systemd.notify("READY=1", "STATUS=\(statusLine())")
         switch result {
         case .success(let changes):
             logger.notice("reloaded", metadata: ["changes": "\(changes.joined(separator: "; "))", "event": "reloaded"])
@@ -476,6 +511,7 @@ public final class Daemon: Sendable {
             return true
         }
         guard first else { return false }
+        Systemd.notify("STOPPING=1", "STATUS=\(statusLine())")
         logger.notice("stopping", metadata: ["event": "stopping", "jobs": "\(jobs.count)"])
         for pool in pools.all.reversed() { pool.pool.beginClose() }
         shutdown.requestStop()

@@ -6,6 +6,7 @@ import Logging
 import PoolConfig
 import PoolCore
 import PoolDaemon
+import SystemdKit
 
 /// poold: parse arguments, load the config, run the daemon. Nothing else lives here.
 @main
@@ -39,7 +40,13 @@ struct Poold: AsyncParsableCommand {
             return
         }
         let level = ProcessInfoLite.environment("POOLD_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let journal = Systemd.isStderrJournal
         LoggingSystem.bootstrap { label in
+            if journal {
+                var handler = JournalLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -22,8 +22,8 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// `pools` is TOML for the [[pool]]/[[job]] tables; `@DIR@` becomes the temporary directory.
-    init(grace: String = "3s", extra daemon: String = "", pools: String? = nil) throws {
-        directory = try Self.makeTemporaryDirectory()
+    init(grace: String = "3s", extra daemon: String = "", pools: String? = nil, environment: [String: String] = [:], directory given: String? = nil) throws {
+        directory = try given ?? Self.makeTemporaryDirectory()
         socket = directory + "/control.sock"
         configPath = directory + "/poold.toml"
         database = directory + "/main.db"
@@ -60,10 +60,16 @@ final class DaemonProcess: @unchecked Sendable {
             \(poolTables.replacingOccurrences(of: "@DIR@", with: directory))
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = ["--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "WATCHDOG_USEC")
+        env.removeValue(forKey: "JOURNAL_STREAM")
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle(forWritingAtPath: logPath)
         try process.run()
