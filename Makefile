@@ -1,7 +1,7 @@
 # poold — the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 # Debian packages the build and the tests need; installed by `make deps` when absent.
-DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev
+DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd
 BENCH_DIR := Benchmarks
 
 .PHONY: run test deps build bench bench-daemon clean

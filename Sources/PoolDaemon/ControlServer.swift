@@ -8,6 +8,7 @@ import NIOPosix
 import PoolConfig
 import PoolCore
 import ServiceLifecycle
+import SystemdKit
 import Synchronization
 
 /// The control socket: accepts connections, reads request lines, answers them.
@@ -38,27 +39,39 @@ final class ControlServer: Service {
         self.group = group
     }
 
-    /// Binds the socket with the configured mode: the umask makes the file appear with its
-    /// final permissions, so there is no moment at which it is more open than configured.
+    /// Whether systemd passed the listening socket (socket activation): then it owns the
+    /// file, and poold neither creates nor unlinks it.
+    var activatedSocket: Int32? {
+        Systemd.listenFileDescriptors().first(where: Systemd.isUnixStreamListener)
+    }
+
+    /// Takes the socket systemd passed, or binds the configured path with the configured
+    /// mode: the umask makes the file appear with its final permissions, so there is no
+    /// moment at which it is more open than configured.
     func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<Frame, ByteBuffer>, Never> {
+        let maxLine = LineFramer.maxLineBytes
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<Frame, ByteBuffer>> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: maxLine)))
+                return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+        if let fd = activatedSocket {
+            daemon.logger.notice("using the socket systemd passed", metadata: ["fd": "\(fd)"])
+            return try await bootstrap.bind(fd, childChannelInitializer: initializer)
+        }
         let directory = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if !directory.isEmpty { _ = mkdir(directory, 0o755) }
         let previous = umask(mode_t(0o777 & ~socketMode))
         defer { umask(previous) }
-        let maxLine = LineFramer.maxLineBytes
-        return try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: maxLine)))
-                    return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
+        return try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
     }
 
     func run() async throws {
+        let systemdOwnsSocket = activatedSocket != nil
         let server = try await bind()
         daemon.logger.notice("listening", metadata: ["socket": "\(socketPath)"])
         daemon.markReady()
@@ -83,7 +96,7 @@ final class ControlServer: Service {
             }
         } onGracefulShutdown: {
             self.daemon.beginStop()
-            unlink(self.socketPath)
+            if !systemdOwnsSocket { unlink(self.socketPath) }
             server.channel.close(promise: nil)
         }
     }

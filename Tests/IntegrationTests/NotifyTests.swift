@@ -78,3 +78,51 @@ struct NotifyTests {
         #expect(daemon.waitForExit() == 0)
     }
 }
+
+/// Socket activation without systemd: `systemd-socket-activate` binds the socket and starts
+/// poold on the first connection, passing the socket as fd 3 (LISTEN_FDS).
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct SocketActivationTests {
+    @Test func pooldTakesThePassedSocketAndLeavesItInPlace() throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let socket = directory + "/activated.sock"
+        let config = directory + "/poold.toml"
+        try """
+            [daemon]
+            control_socket = "\(directory)/unused.sock"
+            shutdown_grace = "1s"
+
+            [[pool]]
+            name = "main"
+            path = "\(directory)/main.db"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let activator = Process()
+        activator.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
+        activator.arguments = ["-l", socket, DaemonProcess.binary, "--config", config]
+        let log = directory + "/activate.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        activator.standardError = FileHandle(forWritingAtPath: log)
+        try activator.run()
+        defer {
+            if activator.isRunning { kill(activator.processIdentifier, SIGKILL) }
+            activator.waitUntilExit()
+        }
+        var reply: JSONObject?
+        for _ in 0..<200 where reply == nil {
+            if FileManager.default.fileExists(atPath: socket), let client = try? ControlClient(path: socket) {
+                reply = try? client.request(["op": .string("status")], timeout: .seconds(10))
+            }
+            if reply == nil { usleep(20_000) }
+        }
+        let status = try #require(reply, "no answer on the activated socket: \(String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self))")
+        #expect(status["state"] == .string("ready"))
+        #expect(!FileManager.default.fileExists(atPath: directory + "/unused.sock"), "control_socket is ignored when systemd passes one")
+        kill(activator.processIdentifier, SIGTERM)  // systemd-socket-activate execs poold: same pid
+        let deadline = ContinuousClock.now + .seconds(10)
+        while activator.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+        #expect(!activator.isRunning)
+        #expect(activator.terminationStatus == 0)
+        #expect(FileManager.default.fileExists(atPath: socket), "the socket systemd owns is not unlinked")
+    }
+}
