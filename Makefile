@@ -4,7 +4,10 @@ SWIFT ?= swift
 DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd
 BENCH_DIR := Benchmarks
 
-.PHONY: run test deps build bench bench-daemon clean
+.PHONY: run test deps build bench bench-daemon install clean
+
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 deps:
 	@scripts/ensure-packages.sh $(DEB_PACKAGES)
@@ -34,6 +37,21 @@ bench: deps
 bench-daemon: deps
 	$(SWIFT) build -c release --product poold
 	scripts/bench-daemon.sh
+
+# Release binaries, units, sysusers/tmpfiles entries and the example config.
+install: deps
+	$(SWIFT) build -c release --product poold
+	$(SWIFT) build -c release --product poolctl
+	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/poold" "$(DESTDIR)$(PREFIX)/bin/poold"
+	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/poolctl" "$(DESTDIR)$(PREFIX)/bin/poolctl"
+	sed 's|/usr/local|$(PREFIX)|g' deploy/poold.service > poold.service.tmp
+	install -D -m 0644 poold.service.tmp "$(DESTDIR)/etc/systemd/system/poold.service"
+	rm -f poold.service.tmp
+	install -D -m 0644 deploy/poold.socket "$(DESTDIR)/etc/systemd/system/poold.socket"
+	install -D -m 0644 deploy/poold.sysusers "$(DESTDIR)/usr/lib/sysusers.d/poold.conf"
+	install -D -m 0644 deploy/poold.tmpfiles "$(DESTDIR)/usr/lib/tmpfiles.d/poold.conf"
+	test -e "$(DESTDIR)/etc/poold/poold.toml" || install -D -m 0640 config/poold.toml "$(DESTDIR)/etc/poold/poold.toml"
+	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/poold/README.md"
 
 clean:
 	rm -rf .build .build-* $(BENCH_DIR)/.build
