@@ -1,7 +1,7 @@
 # poold — the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 # Debian packages the build and the tests need; installed by `make deps` when absent.
-DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd
+DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd util-linux mount dbus python3
 BENCH_DIR := Benchmarks
 
 .PHONY: run test deps build bench bench-daemon install clean
@@ -24,9 +24,11 @@ run: deps
 	@echo "       stop it:    Ctrl-C (SIGINT)"
 	exec "$$($(SWIFT) build --show-bin-path)/poold" --config config/dev.toml
 
-# One debug build, then every test against it.
+# One debug build, then every test against it: Swift suites, then poold under a real systemd
+# (../shared/systemd-harness.sh; needs root, as CI is).
 test: build
 	$(SWIFT) test --skip-build
+	tests/systemd-it.sh
 
 # Pool benchmarks (ordo-one/benchmark) in their own package, so `make test` never builds them:
 # our pool against PostgresNIO's ConnectionPool on the same workload, in the same run.

@@ -73,7 +73,8 @@ final class ControlServer: Service {
     func run() async throws {
         let systemdOwnsSocket = activatedSocket != nil
         let server = try await bind()
-        daemon.logger.notice("listening", metadata: ["socket": "\(socketPath)"])
+        daemon.logger.notice("listening", metadata: ["socket": "\(systemdOwnsSocket ? "passed by systemd" : socketPath)"])
+        await daemon.waitForFirstAttempts()
         daemon.markReady()
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

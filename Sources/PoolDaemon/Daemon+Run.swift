@@ -99,7 +99,9 @@ struct StatusReporter: Service {
     func run() async throws {
         var last = ""
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: .seconds(1))
+            // Woken at once by graceful shutdown, so a stop never waits for this tick.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            if Task.isShuttingDownGracefully { break }
             let line = daemon.statusLine()
             var message: [String] = []
             if line != last { message.append("STATUS=\(line)") }

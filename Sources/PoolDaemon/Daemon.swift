@@ -59,6 +59,21 @@ public final class Daemon: Sendable {
     var config: Config { mutable.withLock { $0.config } }
     public var state: LifecycleState { mutable.withLock { $0.state } }
 
+    /// Waits (at most `limit`) until every pool has made its first attempt to open: ready
+    /// means usable, but a backend that is down must not hold readiness back — such a pool
+    /// is reported degraded instead.
+    func waitForFirstAttempts(limit: Duration = .seconds(2)) async {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let pending = pools.all.contains { pool in
+                let s = pool.pool.snapshot
+                return s.min > 0 && s.open - s.connecting == 0 && s.lastError == nil
+            }
+            if !pending { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
     /// The control socket is bound and every pool has started: tell systemd (READY=1).
     func markReady() {
         mutable.withLock { if $0.state == .starting { $0.state = .ready } }

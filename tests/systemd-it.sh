@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# poold under a real systemd (../shared/systemd-harness.sh boots systemd 252 as PID 1 in
+# private namespaces). Run from the project root, as root, after `swift build`.
+# Prints one line per check and ends with "N passed, M failed".
+set -uo pipefail
+H=${SDH:-../shared/systemd-harness.sh}
+BIN=${BIN:-$(swift build --show-bin-path)}
+WORK=.build/systemd-it
+passed=0; failed=0
+ok()   { passed=$((passed + 1)); echo "ok   - $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL - $*"; }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+inside() { "$H" exec "$@" </dev/null; }
+prop() { inside systemctl show -p "$1" --value "${2:-poold.service}"; }
+now_ms() { date +%s%3N; }
+
+mkdir -p "$WORK"
+export SDH_NAME=poold-it-$$
+eval "$("$H" up)" || { echo "0 passed, 1 failed"; exit 1; }
+trap '"$H" down >/dev/null 2>&1' EXIT
+
+for b in poold poolctl; do "$H" copy-in "$BIN/$b" "/usr/local/bin/$b" >/dev/null; done
+inside systemd-sysusers "$PWD/deploy/poold.sysusers" >/dev/null 2>&1
+inside systemd-tmpfiles --create "$PWD/deploy/poold.tmpfiles" >/dev/null 2>&1
+cat > "$WORK/poold.toml" <<'TOML'
+[daemon]
+control_socket = "/run/poold/control.sock"
+shutdown_grace = "5s"
+
+[[pool]]
+name = "main"
+path = "/var/lib/poold/main.db"
+min = 1
+max = 4
+allow_adhoc = true
+TOML
+sed 's/max = 4/max = "lots"/' "$WORK/poold.toml" > "$WORK/bad.toml"
+inside install -D -m 0644 "$PWD/$WORK/poold.toml" /etc/poold/poold.toml
+mkdir -p "$WORK/dropin"
+printf '[Service]\nWatchdogSec=1s\nTimeoutAbortSec=1s\n' > "$WORK/dropin/watchdog.conf"
+"$H" install-unit deploy/poold.service deploy/poold.socket >/dev/null
+
+check "systemd-analyze verify prints nothing" test -z "$(inside systemd-analyze verify --man=no "$PWD/deploy/poold.service" 2>&1)"
+exposure=$(inside systemd-analyze security --offline=true "$PWD/deploy/poold.service" 2>&1 | sed -n 's/.*exposure level for poold.service: \([0-9.]*\).*/\1/p')
+check "exposure $exposure <= 1.5" awk -v e="$exposure" 'BEGIN { exit !(e != "" && e <= 1.5) }'
+
+t0=$(now_ms); inside systemctl start poold.service; t1=$(now_ms)
+echo "# start -> READY: $((t1 - t0)) ms"
+check "active after start" test "$(prop ActiveState)" = active
+check "StatusText says ready" bash -c "[[ '$(prop StatusText)' == ready* ]]"
+P="poolctl --socket /run/poold/control.sock"
+check "a job runs" inside $P run main "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"
+inside $P run main "INSERT INTO kv VALUES (1, 'one')" >/dev/null
+sleep 0.3
+check "journal has the job's fields" bash -c "\"$H\" exec journalctl -u poold POOLD_OUTCOME=succeeded -o json </dev/null | grep -q '\"POOLD_POOL\":\"main\"'"
+check "lifecycle entries carry MESSAGE_IDs" bash -c "\"$H\" exec journalctl -u poold MESSAGE_ID=44a6edeb636e4471bc56918dad862c90 -o cat </dev/null | grep -q ready"
+
+check "systemctl reload with a good config succeeds" inside systemctl reload poold.service
+inside install -m 0644 "$PWD/$WORK/bad.toml" /etc/poold/poold.toml
+check "systemctl reload with a bad config fails" bash -c "! \"$H\" exec systemctl reload poold.service </dev/null >/dev/null 2>&1"
+check "still active and serving after the bad reload" inside $P status
+inside install -m 0644 "$PWD/$WORK/poold.toml" /etc/poold/poold.toml
+
+# Stop with 8 jobs in flight: each client gets an answer, the unit stops cleanly.
+inside sh -c "for i in 1 2 3 4 5 6 7 8; do ($P run main \"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c\" >/dev/null 2>&1; echo \$? > /tmp/job.\$i) & done; sleep 0.3"
+t0=$(now_ms); inside systemctl stop poold.service; t1=$(now_ms)
+echo "# stop with 8 jobs in flight -> inactive: $((t1 - t0)) ms"
+check "stop Result=success" test "$(prop Result)" = success
+check "stop exit status 0" test "$(prop ExecMainStatus)" = 0
+check "no process left in the unit's cgroup" inside test ! -e /sys/fs/cgroup/system.slice/poold.service
+sleep 0.3
+codes=$(inside sh -c 'cat /tmp/job.* 2>/dev/null | tr "\n" " "')
+check "all 8 clients answered (exit 0 or 1, never 3/4): $codes" bash -c "[[ \$(echo $codes | wc -w) == 8 && ' $codes ' != *' 3 '* && ' $codes ' != *' 4 '* ]]"
+
+inside systemctl start poold.service
+t0=$(now_ms); inside systemctl stop poold.service; t1=$(now_ms)
+echo "# idle stop -> inactive: $((t1 - t0)) ms"
+
+# Watchdog: a stopped (SIGSTOP) daemon is killed and restarted.
+"$H" install-unit deploy/poold.service "$WORK/dropin/watchdog.conf:poold.service.d/watchdog.conf" >/dev/null
+inside systemctl start poold.service
+pid=$(prop MainPID)
+inside kill -STOP "$pid"
+restarted=no
+for _ in $(seq 100); do
+  sleep 0.2
+  if [ "$(prop NRestarts)" -ge 1 ] 2>/dev/null && [ "$(prop ActiveState)" = active ] && [ "$(prop MainPID)" != "$pid" ]; then restarted=yes; break; fi
+done
+check "watchdog killed the stopped daemon and Restart= brought it back" test "$restarted" = yes
+check "journal says Watchdog timeout" bash -c "\"$H\" exec journalctl -u poold -o cat </dev/null | grep -q -i 'watchdog timeout'"
+inside systemctl stop poold.service poold.socket
+
+# Socket activation: the first client starts poold.
+inside systemctl start poold.socket
+check "not running before the first client" test "$(prop ActiveState)" = inactive
+check "the first poolctl status starts it" inside $P status
+check "active after activation" test "$(prop ActiveState)" = active
+inside systemctl stop poold.service poold.socket
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
