@@ -15,6 +15,22 @@ prop() { inside systemctl show -p "$1" --value "${2:-poold.service}"; }
 now_ms() { date +%s%3N; }
 
 mkdir -p "$WORK"
+
+# The notify sequence without systemd, through ../shared/notify_listener.py.
+L=${NOTIFY_LISTENER:-$(dirname "$H")/notify_listener.py}
+cat > "$WORK/notify.toml" <<TOML
+[daemon]
+control_socket = "$PWD/$WORK/notify.sock"
+[[pool]]
+name = "main"
+path = "$PWD/$WORK/notify.db"
+TOML
+listen() {
+  python3 "$L" "@poold-it-$$" --timeout 10 --wait-for READY=1 --wait-for STATUS --wait-for WATCHDOG=1 \
+    --watchdog-usec 400000 -- "$BIN/poold" --config "$WORK/notify.toml" >"$WORK/notify.jsonl" 2>&1
+}
+check "notify_listener sees READY=1 with STATUS, and WATCHDOG=1" listen
+
 export SDH_NAME=poold-it-$$
 eval "$("$H" up)" || { echo "0 passed, 1 failed"; exit 1; }
 trap '"$H" down >/dev/null 2>&1' EXIT
@@ -88,6 +104,7 @@ for _ in $(seq 100); do
 done
 check "watchdog killed the stopped daemon and Restart= brought it back" test "$restarted" = yes
 check "journal says Watchdog timeout" bash -c "\"$H\" exec journalctl -u poold -o cat </dev/null | grep -q -i 'watchdog timeout'"
+check "the unit failed with Result=watchdog before the restart" bash -c "\"$H\" exec journalctl -u poold -o cat </dev/null | grep -q \"Failed with result 'watchdog'\""
 inside systemctl stop poold.service poold.socket
 
 # Socket activation: the first client starts poold.
