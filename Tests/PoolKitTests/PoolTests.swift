@@ -44,16 +44,7 @@ struct PoolTests {
     @Test func cancelledWaiterLeavesTheQueueAndNothingLeaks() async throws {
         let limits = PoolLimits(maxResources: 1, idleTimeout: nil, maxLifetime: nil)
         try await withRunningPool(limits) { pool, backend, _ in
-            let holding = Signal()
-            let finish = Signal()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await pool.withResource { _ in
-                        holding.fire()
-                        await finish.wait()
-                    }
-                }
-                await holding.wait()
+            try await whileHoldingOne(pool) { group in
                 let waiter = Task {  // test-only: a separately cancellable task
                     try await pool.withResource { $0.id }
                 }
@@ -61,8 +52,6 @@ struct PoolTests {
                 waiter.cancel()
                 await #expect(throws: CancellationError.self) { try await waiter.value }
                 #expect(pool.snapshot.waiting == 0)
-                finish.fire()
-                try await group.waitForAll()
             }
             #expect(pool.snapshot.leased == 0)
             #expect(pool.snapshot.idle == 1)
@@ -73,17 +62,8 @@ struct PoolTests {
     @Test func stopSourceTakesAWaiterOutOfTheQueueWithoutCancellingItsTask() async throws {
         let limits = PoolLimits(maxResources: 1, idleTimeout: nil, maxLifetime: nil)
         try await withRunningPool(limits) { pool, _, _ in
-            let holding = Signal()
-            let finish = Signal()
             let stop = TestStop()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await pool.withResource { _ in
-                        holding.fire()
-                        await finish.wait()
-                    }
-                }
-                await holding.wait()
+            try await whileHoldingOne(pool) { group in
                 group.addTask {
                     await #expect(throws: CancellationError.self) {
                         try await pool.withResource(stoppedBy: stop) { _ in }
@@ -93,26 +73,13 @@ struct PoolTests {
                 await eventually { pool.snapshot.waiting == 1 }
                 stop.fire()
                 await eventually { pool.snapshot.waiting == 0 }
-                finish.fire()
-                try await group.waitForAll()
             }
             #expect(pool.snapshot.leased == 0)
             // A stop that happened before the wait began fails the wait at once.
-            let holding2 = Signal()
-            let finish2 = Signal()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await pool.withResource { _ in
-                        holding2.fire()
-                        await finish2.wait()
-                    }
-                }
-                await holding2.wait()
+            try await whileHoldingOne(pool) { group in
                 await #expect(throws: CancellationError.self) {
                     try await pool.withResource(stoppedBy: stop) { _ in }
                 }
-                finish2.fire()
-                try await group.waitForAll()
             }
         }
     }
@@ -138,16 +105,7 @@ struct PoolTests {
     @Test func waiterTimesOutWithPoolTimeoutSayingWhatThePoolWasDoing() async throws {
         let limits = PoolLimits(maxResources: 1, acquireTimeout: .seconds(5), idleTimeout: nil, maxLifetime: nil)
         try await withRunningPool(limits) { pool, _, clock in
-            let holding = Signal()
-            let finish = Signal()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await pool.withResource { _ in
-                        holding.fire()
-                        await finish.wait()
-                    }
-                }
-                await holding.wait()
+            try await whileHoldingOne(pool) { group in
                 group.addTask {
                     let error = await #expect(throws: PoolError.self) {
                         try await pool.withResource { _ in }
@@ -160,8 +118,6 @@ struct PoolTests {
                 await clock.waitForSleepers(1)
                 clock.advance(by: .seconds(5))
                 await eventually { pool.snapshot.waiting == 0 }
-                finish.fire()
-                try await group.waitForAll()
             }
         }
     }
@@ -169,16 +125,7 @@ struct PoolTests {
     @Test func overloadedBeyondMaxWaiters() async throws {
         let limits = PoolLimits(maxResources: 1, maxWaiters: 1, idleTimeout: nil, maxLifetime: nil)
         try await withRunningPool(limits) { pool, _, _ in
-            let holding = Signal()
-            let finish = Signal()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await pool.withResource { _ in
-                        holding.fire()
-                        await finish.wait()
-                    }
-                }
-                await holding.wait()
+            try await whileHoldingOne(pool) { group in
                 group.addTask { try await pool.withResource { _ in } }
                 await eventually { pool.snapshot.waiting == 1 }
                 let error = await #expect(throws: PoolError.self) {
@@ -186,8 +133,6 @@ struct PoolTests {
                 }
                 #expect(error?.code == .overloaded)
                 #expect(error?.message.contains("max_waiters = 1") == true)
-                finish.fire()
-                try await group.waitForAll()
             }
         }
     }

@@ -67,3 +67,30 @@ final class Box<Value: Sendable>: Sendable {
     func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
     var value: Value { mutex.withLock { $0 } }
 }
+
+/// Runs `body` while a child task holds one of `pool`'s resources (so the pool can be kept
+/// full); the resource goes back when `body` returns. `body` may add children to `group`.
+func whileHoldingOne(
+    _ pool: MockPool,
+    _ body: (inout ThrowingTaskGroup<Void, any Error>) async throws -> Void
+) async throws {
+    let holding = Signal()
+    let finish = Signal()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            try await pool.withResource { _ in
+                holding.fire()
+                await finish.wait()
+            }
+        }
+        await holding.wait()
+        do {
+            try await body(&group)
+        } catch {
+            finish.fire()
+            throw error
+        }
+        finish.fire()
+        try await group.waitForAll()
+    }
+}
