@@ -30,11 +30,15 @@ final class JobRegistry: Sendable {
         var peer: Peer
         var signal: CancelSignal
         var deadline: ContinuousClock.Instant
+        var expired = false
     }
 
     private struct Registry {
         var nextID: Int64 = 0
         var entries: [Int64: Entry] = [:]
+        /// No job that has not expired yet has an earlier deadline (it may be earlier than
+        /// any, after jobs finished): the ticker scans only once it has passed.
+        var earliest: ContinuousClock.Instant?
     }
 
     private let registry = Mutex(Registry())
@@ -45,7 +49,9 @@ final class JobRegistry: Sendable {
         let now = ContinuousClock.now
         let id = registry.withLock { registry -> Int64 in
             registry.nextID += 1
-            registry.entries[registry.nextID] = Entry(pool: pool, state: .acquiring, started: now, peer: peer, signal: signal, deadline: now + limit)
+            let deadline = now + limit
+            registry.entries[registry.nextID] = Entry(pool: pool, state: .acquiring, started: now, peer: peer, signal: signal, deadline: deadline)
+            registry.earliest = registry.earliest.map { min($0, deadline) } ?? deadline
             return registry.nextID
         }
         return (id, signal)
@@ -72,10 +78,23 @@ final class JobRegistry: Sendable {
         return true
     }
 
-    /// Stops every job past its deadline. Called by one ticker for all jobs.
+    /// Stops every job past its deadline, once. Called by one ticker for all jobs; costs
+    /// nothing until the earliest deadline has passed, then one scan.
     func expire(now: ContinuousClock.Instant) {
-        let expired = registry.withLock { registry in
-            registry.entries.values.filter { $0.deadline <= now }.map(\.signal)
+        let expired = registry.withLock { registry -> [CancelSignal] in
+            guard let earliest = registry.earliest, earliest <= now else { return [] }
+            var signals: [CancelSignal] = []
+            var next: ContinuousClock.Instant?
+            for (id, entry) in registry.entries where !entry.expired {
+                if entry.deadline <= now {
+                    registry.entries[id]?.expired = true
+                    signals.append(entry.signal)
+                } else {
+                    next = next.map { min($0, entry.deadline) } ?? entry.deadline
+                }
+            }
+            registry.earliest = next
+            return signals
         }
         for signal in expired { signal.fire(.timeout) }
     }
