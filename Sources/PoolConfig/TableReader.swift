@@ -37,6 +37,19 @@ struct TableReader {
 
     var headerLine: Int? { validation.map.headerLine(table, index: index) }
 
+    /// Reads the table's `name` (pools and jobs): when valid, later problems are reported
+    /// against `<table> "name"`, and the name comes back with its line; nil when absent or
+    /// invalid (then already reported).
+    mutating func name() -> (name: String, line: Int?)? {
+        guard let node = value("name") else { return nil }
+        guard case .string(let s) = node, isValidName(s) else {
+            fail("name", "name must be \(nameRule) (got \(node.display))")
+            return nil
+        }
+        context = "\(table) \(tomlString(s))"
+        return (s, line("name"))
+    }
+
     func fail(_ key: String?, _ message: String) {
         validation.error(line: line(key), context: context, message)
     }

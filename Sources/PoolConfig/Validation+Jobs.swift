@@ -19,17 +19,10 @@ extension Validation {
         }
         var r = TableReader(self, entries, table: "job", index: index, context: "job #\(index + 1)")
 
-        var name: String?
-        if let node = r.value("name") {
-            if case .string(let s) = node, isValidName(s) {
-                name = s
-                r.context = "job \(tomlString(s))"
-                declared.name = s
-                declared.nameLine = r.line("name")
-            } else {
-                r.fail("name", "name must be \(nameRule) (got \(node.display))")
-            }
-        }
+        let read = r.name()
+        let name = read?.name
+        declared.name = read?.name
+        declared.nameLine = read?.line
         let refused = r.rejectUnknownKeys(known: Self.jobKeys)
         if refused == 0, !r.has("name") {
             r.fail(nil, "name is required: every job needs a unique name = \"…\" (\(nameRule))")

@@ -37,17 +37,10 @@ extension Validation {
         }
         var r = TableReader(self, entries, table: "pool", index: index, context: "pool #\(index + 1)")
 
-        var name: String?
-        if let node = r.value("name") {
-            if case .string(let s) = node, isValidName(s) {
-                name = s
-                r.context = "pool \(tomlString(s))"
-                declared.name = s
-                declared.nameLine = r.line("name")
-            } else {
-                r.fail("name", "name must be \(nameRule) (got \(node.display))")
-            }
-        }
+        let read = r.name()
+        let name = read?.name
+        declared.name = read?.name
+        declared.nameLine = read?.line
 
         var kind: PoolKind? = .sqlite
         if let node = r.value("kind") {
