@@ -7,6 +7,9 @@ public enum SQLValue: Sendable, Hashable {
     case double(Double)
     case text(String)
     case blob([UInt8])
+    /// A JSON document from the database (PostgreSQL json/jsonb, arrays), written into a
+    /// reply as JSON rather than as a string. Never decoded from a request.
+    case json(JSONValue)
 
     /// The value as the protocol writes it in a reply (a blob as `{"base64": "…"}`).
     public var jsonValue: JSONValue {
@@ -17,6 +20,7 @@ public enum SQLValue: Sendable, Hashable {
         case .double(let d): .double(d)
         case .text(let s): .string(s)
         case .blob(let bytes): .object(["base64": .string(Base64.encode(bytes))])
+        case .json(let value): value
         }
     }
 }

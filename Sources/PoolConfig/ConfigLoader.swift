@@ -60,50 +60,11 @@ public enum ConfigLoader {
     }
 
     private static func readFile(_ path: String) throws(ConfigError) -> [UInt8] {
-        func failure(_ reason: String) -> ConfigError {
-            ConfigError(file: path, line: nil, message: "cannot read \(path): \(reason)")
-        }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw failure(describeErrno(errno)) }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw failure(describeErrno(errno)) }
-        if (info.st_mode & S_IFMT) == S_IFDIR { throw failure("is a directory") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw failure("not a regular file") }
-        guard Int(info.st_size) <= maximumFileSize else {
-            throw failure("larger than \(maximumFileSize >> 20) MiB, which no config file should be")
-        }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw failure(describeErrno(errno))
-            }
-            if n == 0 { break }
-            bytes.append(contentsOf: chunk[..<n])
-            if bytes.count > maximumFileSize {
-                throw failure("larger than \(maximumFileSize >> 20) MiB, which no config file should be")
-            }
-        }
-        return bytes
-    }
-
-    private static func describeErrno(_ code: Int32) -> String {
-        switch code {
-        case ENOENT: "no such file"
-        case EACCES, EPERM: "permission denied"
-        case EISDIR: "is a directory"
-        case ENOTDIR: "a component of the path is not a directory"
-        case ELOOP: "too many levels of symbolic links"
-        case ENAMETOOLONG: "the path is too long"
-        default:
-            if let message = strerror(code) {
-                String(cString: message).lowercased()
-            } else {
-                "error \(code)"
-            }
+        do {
+            return try FileBytes.read(path: path, limit: maximumFileSize)
+        } catch {
+            let reason = error.tooLarge ? "larger than \(maximumFileSize >> 20) MiB, which no config file should be" : error.reason
+            throw ConfigError(file: path, line: nil, message: "cannot read \(path): \(reason)")
         }
     }
 

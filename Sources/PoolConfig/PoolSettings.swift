@@ -20,6 +20,9 @@ public struct PoolSettings: Sendable, Equatable {
         healthCheckAfter: nil
     )
 
+    /// `health_check_after` for postgres pools that do not set it.
+    public static let postgresHealthCheckAfter: Duration = .seconds(30)
+
     /// Unique; letters, digits, `_` and `-`, at most 64 characters.
     public var name: String
     /// Always `backend.kind`.

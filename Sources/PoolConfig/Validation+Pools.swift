@@ -81,7 +81,13 @@ extension Validation {
         if let d = r.duration("acquire_timeout", example: "250ms", allowZero: false) { limits.acquireTimeout = d }
         if let d = r.durationOrNever("idle_timeout", example: "5m") { limits.idleTimeout = d }
         if let d = r.durationOrNever("max_lifetime", example: "1h") { limits.maxLifetime = d }
-        if let d = r.duration("health_check_after", example: "30s", allowZero: true) { limits.healthCheckAfter = d }
+        if let d = r.duration("health_check_after", example: "30s", allowZero: true) {
+            limits.healthCheckAfter = d
+        } else if kind == .postgres {
+            // A server connection idle for a while may have been cut by a restart, a failover
+            // or a firewall: prove it with SELECT 1 before a job gets it.
+            limits.healthCheckAfter = PoolSettings.postgresHealthCheckAfter
+        }
         let jobTimeout = r.duration("job_timeout", example: "30s", allowZero: false) ?? .seconds(30)
         let maxJobTimeout = r.duration("max_job_timeout", example: "5m", allowZero: false)
         if let maxJobTimeout {

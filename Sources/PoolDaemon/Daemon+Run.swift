@@ -43,7 +43,7 @@ extension Daemon {
             }
             beginStop()  // releases the stop waiter if the group ended for another reason
         }
-        for pool in pools.all { pool.executor.shutdown() }
+        for pool in pools.all { pool.executor?.shutdown() }
         try? await loops.shutdownGracefully()
         try? await threads.shutdownGracefully()
         let leaked = pools.all.reduce(0) { $0 + $1.pool.snapshot.open }

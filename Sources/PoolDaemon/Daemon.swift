@@ -321,6 +321,7 @@ public final class Daemon: Sendable {
                     w.writeRaw("{\"base64\":")
                     w.writeString(Base64.encode(bytes))
                     w.writeRaw("}")
+                case .json(let json): w.write(json)
                 }
             }
             w.writeRaw("]")
@@ -346,7 +347,7 @@ public final class Daemon: Sendable {
         case let error as PoolError:
             return Reply.error(id: id, code: error.code, message: error.message, job: job)
         case let batch as BatchFailure:
-            var (code, message, detail) = batch.failure.poolError
+            var (code, message, detail) = (batch.code, batch.message, batch.detail)
             if isBatch, let index = batch.index {
                 var withIndex = detail ?? JSONObject()
                 withIndex["index"] = .int(Int64(index))

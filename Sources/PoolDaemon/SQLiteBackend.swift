@@ -41,10 +41,25 @@ struct SQLiteBackend: PoolBackend {
     }
 }
 
-/// Why a batch stopped: which statement (nil: BEGIN/COMMIT) and what SQLite said.
+/// Why a batch stopped: which statement (nil: BEGIN/COMMIT, or the job as a whole) and
+/// what the database said, in the protocol's terms.
 struct BatchFailure: Error, Sendable {
     var index: Int?
-    var failure: SQLiteFailure
+    var code: ErrorCode
+    var message: String
+    var detail: JSONObject?
+
+    init(index: Int?, code: ErrorCode, message: String, detail: JSONObject?) {
+        self.index = index
+        self.code = code
+        self.message = message
+        self.detail = detail
+    }
+
+    init(index: Int?, failure: SQLiteFailure) {
+        let (code, message, detail) = failure.poolError
+        self.init(index: index, code: code, message: message, detail: detail)
+    }
 }
 
 extension SQLiteConnection {

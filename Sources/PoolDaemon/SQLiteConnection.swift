@@ -160,6 +160,8 @@ final class SQLiteConnection: @unchecked Sendable {
                 bindRC = bytes.withUnsafeBytes { raw in
                     sqlite3_bind_blob64(stmt, position, raw.baseAddress, sqlite3_uint64(raw.count), SQLITE_TRANSIENT)
                 }
+            case .json(let value):
+                bindRC = sqlite3_bind_text(stmt, position, JSON.encode(value), -1, SQLITE_TRANSIENT)
             }
             guard bindRC == SQLITE_OK else { throw failure(bindRC) }
         }

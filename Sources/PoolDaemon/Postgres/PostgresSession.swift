@@ -1,0 +1,301 @@
+import ControlProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import PoolCore
+import PoolKit
+import PostgresNIO
+import Synchronization
+
+/// One pooled PostgreSQL connection and what is needed to stop its work on the server.
+///
+/// A job that is stopped (timeout, `cancel`, disconnect, shutdown) while its query runs
+/// sends the server a CancelRequest with the connection's key, again every
+/// `cancelRetry` while the query still runs (a cancel that lands between two statements is
+/// ignored by the server), and closes the connection if the query outlives `cancelGrace`.
+/// The job then waits until every cancel it sent has been delivered, rolls back, and the
+/// connection goes back to the pool only if it is idle outside a transaction: a late cancel
+/// can never hit the next job's query.
+final class PostgresSession: Sendable {
+    static let maxRows = 100_000
+    static let cancelRetry: TimeAmount = .milliseconds(250)
+    static let cancelGrace: Duration = .seconds(3)
+
+    let connection: PostgresConnection
+    let wire: PostgresWireState
+    let key: PostgresWireState.BackendKey
+    let target: PostgresTarget
+    private let control = Mutex(Control())
+    private static let quiet = Logger(label: "poold.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    private struct Control {
+        /// A statement has been sent and has not finished.
+        var inFlight = false
+        /// The current job was told to stop.
+        var stopped = false
+        /// When the first cancel for the running statement went out.
+        var cancelStarted: ContinuousClock.Instant?
+        /// CancelRequests sent and not yet acknowledged (the server closes their socket).
+        var pendingCancels = 0
+        var settleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    init(connection: PostgresConnection, wire: PostgresWireState, key: PostgresWireState.BackendKey, target: PostgresTarget) {
+        self.connection = connection
+        self.wire = wire
+        self.key = key
+        self.target = target
+    }
+
+    var isClosed: Bool { connection.isClosed }
+
+    func close() async {
+        try? await connection.close()
+    }
+
+    /// `SELECT 1`, closing the connection if it does not answer within `limit`.
+    func ping(limit: Duration) async throws {
+        let watchdog = connection.eventLoop.scheduleTask(in: .nanoseconds(limit.nanoseconds)) { [connection] in
+            connection.close().whenComplete { _ in }
+        }
+        defer { watchdog.cancel() }
+        _ = try await connection.query("SELECT 1", logger: Self.quiet).get()
+    }
+
+    // MARK: Jobs
+
+    /// Runs statements in order, in one transaction if asked. Every failure, stop or
+    /// cancellation leaves the connection idle outside a transaction, or throws
+    /// `ResourceBroken` so that the pool replaces it.
+    func run(_ statements: [SQLStatement], transaction: Bool, stop: (any StopSource)?) async throws -> [StatementResult] {
+        control.withLock { $0 = Control() }
+        stop?.onStop { [self] in requestStop() }
+        defer { stop?.onStop(nil) }
+        do {
+            let results = try await withTaskCancellationHandler {
+                try await runStatements(statements, transaction: transaction)
+            } onCancel: {
+                requestStop()
+            }
+            await settleCancels()
+            return results
+        } catch {
+            await settleCancels()
+            try await restoreIdle(after: error)
+            throw error
+        }
+    }
+
+    private func runStatements(_ statements: [SQLStatement], transaction: Bool) async throws -> [StatementResult] {
+        var results: [StatementResult] = []
+        results.reserveCapacity(statements.count)
+        if transaction {
+            do { _ = try await execute(SQLStatement(sql: "BEGIN")) } catch { throw Self.failure(error, index: nil) }
+        }
+        for (index, statement) in statements.enumerated() {
+            do {
+                results.append(try await execute(statement))
+            } catch {
+                throw Self.failure(error, index: index)
+            }
+        }
+        if transaction {
+            let commit: StatementResult
+            do { commit = try await execute(SQLStatement(sql: "COMMIT")) } catch { throw Self.failure(error, index: nil) }
+            _ = commit
+            if wire.transactionStatus != .idle {
+                throw BatchFailure(index: nil, code: .backend, message: "COMMIT left the connection in a transaction", detail: nil)
+            }
+        } else if wire.transactionStatus != .idle {
+            // A job may not leave a transaction of its own open on a pooled connection.
+            throw BatchFailure(index: nil, code: .badRequest, message: "the job left a transaction open; it was rolled back (use \"transaction\": true instead of BEGIN)", detail: nil)
+        }
+        return results
+    }
+
+    /// One statement: its columns (even with no rows), rows and, for a write, rows changed.
+    private func execute(_ statement: SQLStatement) async throws -> StatementResult {
+        try beginStatement()
+        defer { endStatement() }
+        let collector = RowCollector()
+        let query = PostgresQuery(unsafeSQL: statement.sql, binds: PostgresValues.bindings(statement.params))
+        let metadata = try await connection.query(query, logger: Self.quiet) { row in try collector.append(row) }.get()
+        let affected: Int64? =
+            switch metadata.command {
+            case "INSERT", "UPDATE", "DELETE", "MERGE": metadata.rows.map(Int64.init)
+            default: nil
+            }
+        return StatementResult(columns: wire.columns, rows: collector.rows, affected: affected)
+    }
+
+    private func beginStatement() throws {
+        let stopped = control.withLock { control -> Bool in
+            if control.stopped { return true }
+            control.inFlight = true
+            return false
+        }
+        if stopped { throw CancellationError() }
+    }
+
+    private func endStatement() {
+        control.withLock {
+            $0.inFlight = false
+            $0.cancelStarted = nil
+        }
+    }
+
+    /// After a failure: wait for nothing (the cancels have settled), then roll back whatever
+    /// transaction is open. A connection that is closed, or that cannot be brought back to
+    /// idle, is reported broken with the reason.
+    private func restoreIdle(after error: any Error) async throws {
+        if connection.isClosed {
+            throw ResourceBroken(Self.connectionFailure(error))
+        }
+        for _ in 0..<3 where wire.transactionStatus != .idle && !connection.isClosed {
+            _ = try? await connection.query("ROLLBACK", logger: Self.quiet).get()
+        }
+        if connection.isClosed {
+            throw ResourceBroken(Self.connectionFailure(error))
+        }
+        if wire.transactionStatus != .idle {
+            throw ResourceBroken("could not roll back an open transaction")
+        }
+    }
+
+    private static func connectionFailure(_ error: any Error) -> String {
+        if let batch = error as? BatchFailure { return batch.message }
+        return PostgresBackend.describe(error)
+    }
+
+    /// A statement's error as the protocol reports it.
+    static func failure(_ error: any Error, index: Int?) -> any Error {
+        if var batch = error as? BatchFailure {
+            batch.index = batch.index ?? index
+            return batch
+        }
+        guard let psql = error as? PSQLError else { return error }
+        guard psql.code == .server, let info = psql.serverInfo else {
+            // The connection failed: the pool replaces it.
+            return ResourceBroken(PostgresBackend.describe(psql))
+        }
+        let state = info[.sqlState] ?? ""
+        let message = PostgresBackend.describe(psql)
+        let detail: JSONObject = ["sqlstate": .string(state)]
+        if state == "08P01" || (state == "42601" && message.contains("multiple commands")) {
+            // A parameter count that does not match, or two statements in one: the request
+            // is wrong, and the connection is fine.
+            let words = state == "42601" ? "one statement per \"sql\" (use \"batch\" for several): \(message)" : message
+            return BatchFailure(index: index, code: .badRequest, message: words, detail: nil)
+        }
+        if state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state) {
+            return ResourceBroken(message)
+        }
+        return BatchFailure(index: index, code: .sqlError, message: message, detail: detail)
+    }
+
+    // MARK: Stopping
+
+    /// The job's stop: cancels the running statement on the server, or makes the next one
+    /// fail before it is sent.
+    private func requestStop() {
+        let send = control.withLock { control -> Bool in
+            guard !control.stopped else { return false }
+            control.stopped = true
+            guard control.inFlight else { return false }
+            control.cancelStarted = .now
+            return true
+        }
+        if send { sendCancel() }
+    }
+
+    /// One CancelRequest on a connection of its own; then, while the statement still runs,
+    /// another after `cancelRetry`, and closing the connection after `cancelGrace`.
+    private func sendCancel() {
+        control.withLock { $0.pendingCancels += 1 }
+        let eventLoop = connection.eventLoop
+        let request = Self.cancelRequest(key)
+        target.connectForCancel(on: eventLoop).flatMap { channel -> EventLoopFuture<Void> in
+            // The server reads the request, signals the backend, then closes the socket.
+            let timeout = eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+            channel.writeAndFlush(request, promise: nil)
+            return channel.closeFuture.always { _ in timeout.cancel() }
+        }.whenComplete { [self] _ in
+            cancelDelivered()
+        }
+        eventLoop.scheduleTask(in: Self.cancelRetry) { [self] in
+            retryOrGiveUp()
+        }
+    }
+
+    private func retryOrGiveUp() {
+        enum Next { case nothing, again, close }
+        let next = control.withLock { control -> Next in
+            guard control.inFlight, let started = control.cancelStarted else { return .nothing }
+            return started.duration(to: .now) >= Self.cancelGrace ? .close : .again
+        }
+        switch next {
+        case .nothing: break
+        case .again: sendCancel()
+        case .close: connection.close().whenComplete { _ in }
+        }
+    }
+
+    private func cancelDelivered() {
+        let waiters = control.withLock { control -> [CheckedContinuation<Void, Never>] in
+            control.pendingCancels -= 1
+            guard control.pendingCancels == 0 else { return [] }
+            defer { control.settleWaiters.removeAll() }
+            return control.settleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once every CancelRequest sent for this job has reached the server.
+    private func settleCancels() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = control.withLock { control -> Bool in
+                if control.pendingCancels == 0 { return true }
+                control.settleWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// CancelRequest: length 16, code 80877102, the backend's process id and secret key.
+    static func cancelRequest(_ key: PostgresWireState.BackendKey) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(Int32(16), Int32(80_877_102), key.processID, key.secretKey)
+        return buffer
+    }
+}
+
+/// Rows of one statement, appended on the connection's event loop as they arrive and read
+/// by the job once the query's future has completed (which orders the two).
+private final class RowCollector: @unchecked Sendable {
+    var rows: [[SQLValue]] = []
+
+    func append(_ row: PostgresRow) throws {
+        guard rows.count < PostgresSession.maxRows else {
+            throw BatchFailure(index: nil, code: .badRequest, message: "the result has more than \(PostgresSession.maxRows) rows; add a LIMIT or page through it", detail: nil)
+        }
+        var values: [SQLValue] = []
+        values.reserveCapacity(row.count)
+        for cell in row {
+            values.append(PostgresValues.decode(oid: cell.dataType.rawValue, bytes: cell.bytes))
+        }
+        rows.append(values)
+    }
+}
+
+extension PostgresTarget {
+    /// A plain connection for a CancelRequest (never TLS: the server reads the request
+    /// before any negotiation).
+    func connectForCancel(on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(.seconds(2))
+        if isUnixSocket {
+            return bootstrap.connect(unixDomainSocketPath: socketPath)
+        }
+        return bootstrap.connect(host: host, port: port)
+    }
+}

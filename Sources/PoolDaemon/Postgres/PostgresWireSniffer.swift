@@ -1,0 +1,168 @@
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// What PostgresNIO's public API does not tell about a connection, read off the wire.
+///
+/// The handler sits first in the pipeline (after TLS, when there is TLS), passes every byte
+/// on untouched, and follows the message framing of the backend's stream to note:
+/// - BackendKeyData: the process id and secret key, so a running query can be cancelled on
+///   the server with a CancelRequest;
+/// - ReadyForQuery's transaction status, so a connection is returned to the pool only
+///   outside a transaction;
+/// - RowDescription / NoData: the result's column names, even when it has no rows.
+final class PostgresWireState: Sendable {
+    struct BackendKey: Sendable, Equatable {
+        var processID: Int32
+        var secretKey: Int32
+    }
+
+    enum TransactionStatus: UInt8, Sendable {
+        case idle = 73  // 'I'
+        case inTransaction = 84  // 'T'
+        case failedTransaction = 69  // 'E'
+    }
+
+    private struct State {
+        var key: BackendKey?
+        var status: TransactionStatus = .idle
+        var columns: [String] = []
+    }
+
+    private let state = Mutex(State())
+
+    var backendKey: BackendKey? { state.withLock { $0.key } }
+    var transactionStatus: TransactionStatus { state.withLock { $0.status } }
+    /// The columns of the last statement that described its result.
+    var columns: [String] { state.withLock { $0.columns } }
+
+    fileprivate func set(key: BackendKey) { state.withLock { $0.key = key } }
+    fileprivate func set(status: TransactionStatus) { state.withLock { $0.status = status } }
+    fileprivate func set(columns: [String]) { state.withLock { $0.columns = columns } }
+}
+
+final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let wire: PostgresWireState
+    /// The bytes of a message not yet complete (only its header and the kinds we read).
+    private var pending = ByteBuffer()
+    /// Bytes of the current message still to skip (a message we pass without reading).
+    private var skipping = 0
+    /// Waiting for the one-byte answer to our SSLRequest.
+    private var sslAnswer: EventLoopPromise<UInt8>?
+
+    init(wire: PostgresWireState) {
+        self.wire = wire
+    }
+
+    /// After an SSLRequest: the next byte is the server's answer ('S' or 'N'), not a message.
+    func expectSSLAnswer(_ promise: EventLoopPromise<UInt8>) {
+        sslAnswer = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if let promise = sslAnswer, let answer = buffer.readInteger(as: UInt8.self) {
+            sslAnswer = nil
+            promise.succeed(answer)
+            // Nothing else may follow the answer before the TLS handshake (CVE-2021-23222).
+            if buffer.readableBytes > 0 {
+                context.fireErrorCaught(PostgresWireError("the server sent data after its SSL answer"))
+            }
+            return
+        }
+        observe(buffer)
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        sslAnswer?.fail(PostgresWireError("the server closed the connection during the SSL request"))
+        sslAnswer = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        sslAnswer?.fail(error)
+        sslAnswer = nil
+        context.fireErrorCaught(error)
+    }
+
+    /// Follows the framing (a type byte, then an Int32 length that counts itself) through
+    /// `bytes`, reading the few message kinds we care about and skipping the rest (DataRows,
+    /// mostly) without copying them.
+    private func observe(_ bytes: ByteBuffer) {
+        var input = bytes
+        while input.readableBytes > 0 {
+            if skipping > 0 {
+                let n = min(skipping, input.readableBytes)
+                input.moveReaderIndex(forwardBy: n)
+                skipping -= n
+                continue
+            }
+            // Collect the 5-byte header.
+            if pending.readableBytes < 5 {
+                let n = min(5 - pending.readableBytes, input.readableBytes)
+                var header = input.readSlice(length: n) ?? ByteBuffer()
+                pending.writeBuffer(&header)
+                if pending.readableBytes < 5 { return }
+            }
+            guard let type = pending.getInteger(at: pending.readerIndex, as: UInt8.self),
+                let length = pending.getInteger(at: pending.readerIndex + 1, as: Int32.self), length >= 4
+            else {
+                pending.clear()
+                return
+            }
+            let body = Int(length) - 4
+            switch type {
+            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"):
+                let have = pending.readableBytes - 5
+                let n = min(body - have, input.readableBytes)
+                var part = input.readSlice(length: n) ?? ByteBuffer()
+                pending.writeBuffer(&part)
+                guard pending.readableBytes - 5 == body else { return }
+                pending.moveReaderIndex(forwardBy: 5)
+                read(type, &pending)
+                pending.clear()
+            default:
+                pending.clear()
+                skipping = body
+            }
+        }
+    }
+
+    private func read(_ type: UInt8, _ body: inout ByteBuffer) {
+        switch type {
+        case UInt8(ascii: "K"):
+            if let (pid, key) = body.readMultipleIntegers(as: (Int32, Int32).self) {
+                wire.set(key: .init(processID: pid, secretKey: key))
+            }
+        case UInt8(ascii: "Z"):
+            if let byte = body.readInteger(as: UInt8.self), let status = PostgresWireState.TransactionStatus(rawValue: byte) {
+                wire.set(status: status)
+            }
+        case UInt8(ascii: "T"):
+            guard let count = body.readInteger(as: Int16.self) else { return }
+            var names: [String] = []
+            names.reserveCapacity(Int(max(count, 0)))
+            for _ in 0..<max(count, 0) {
+                guard let end = body.readableBytesView.firstIndex(of: 0),
+                    let name = body.readString(length: end - body.readerIndex)
+                else { return }
+                body.moveReaderIndex(forwardBy: 1 + 18)  // NUL, then table oid, attnum, type oid, size, typmod, format
+                names.append(name)
+            }
+            wire.set(columns: names)
+        case UInt8(ascii: "n"):
+            wire.set(columns: [])
+        default:
+            break
+        }
+    }
+}
+
+struct PostgresWireError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
