@@ -1,7 +1,7 @@
 # poold — the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 # Debian packages the build and the tests need; installed by `make deps` when absent.
-DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd util-linux mount dbus python3
+DEB_PACKAGES := ca-certificates git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd util-linux mount dbus python3 postgresql
 BENCH_DIR := Benchmarks
 
 .PHONY: run test deps build bench bench-daemon install clean
@@ -24,10 +24,11 @@ run: deps
 	@echo "       stop it:    Ctrl-C (SIGINT)"
 	exec "$$($(SWIFT) build --show-bin-path)/poold" --config config/dev.toml
 
-# One debug build, then every test against it: Swift suites, then poold under a real systemd
-# (../shared/systemd-harness.sh; needs root, as CI is).
+# One debug build, then every test against it: Swift suites (beside a throwaway PostgreSQL
+# cluster that scripts/with-postgres.sh starts and always stops), then poold under a real
+# systemd (../shared/systemd-harness.sh; needs root, as CI is).
 test: build
-	$(SWIFT) test --skip-build
+	scripts/with-postgres.sh $(SWIFT) test --skip-build
 	tests/systemd-it.sh
 
 # Pool benchmarks (ordo-one/benchmark) in their own package, so `make test` never builds them:
@@ -35,10 +36,11 @@ test: build
 bench: deps
 	cd $(BENCH_DIR) && $(SWIFT) package --allow-writing-to-package-directory benchmark --format markdown --no-progress
 
-# loadgen against a release poold with a SQLite pool: ping and point reads, idle RSS, stop time.
+# loadgen against a release poold with a SQLite pool (ping and point reads, idle RSS, stop time)
+# and a PostgreSQL pool, side by side with pgbench on a throwaway cluster (scripts/with-postgres.sh).
 bench-daemon: deps
 	$(SWIFT) build -c release --product poold
-	scripts/bench-daemon.sh
+	scripts/with-postgres.sh scripts/bench-daemon.sh
 
 # Release binaries, units, sysusers/tmpfiles entries and the example config.
 install: deps

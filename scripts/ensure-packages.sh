@@ -12,5 +12,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 echo "installing: ${missing[*]}"
+# Debian's postgresql package would create and start a cluster of its own on port 5432; the
+# tests start a throwaway one (scripts/with-postgres.sh), so ask for none.
+if [[ " ${missing[*]} " == *" postgresql"* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+  mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

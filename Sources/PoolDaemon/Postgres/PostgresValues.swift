@@ -229,9 +229,10 @@ enum PostgresValues {
         var parts: [String] = []
         let years = months / 12
         let mons = months % 12
-        if years != 0 { parts.append("\(years) year\(abs(years) == 1 ? "" : "s")") }
-        if mons != 0 { parts.append("\(mons) mon\(abs(mons) == 1 ? "" : "s")") }
-        if days != 0 { parts.append("\(days) day\(abs(days) == 1 ? "" : "s")") }
+        // As PostgreSQL: singular for exactly 1, plural otherwise (also for -1).
+        if years != 0 { parts.append("\(years) year\(years == 1 ? "" : "s")") }
+        if mons != 0 { parts.append("\(mons) mon\(mons == 1 ? "" : "s")") }
+        if days != 0 { parts.append("\(days) day\(days == 1 ? "" : "s")") }
         if micros != 0 || parts.isEmpty {
             let negative = micros < 0
             let m = micros.magnitude
@@ -289,6 +290,12 @@ enum PostgresValues {
             }
         }
         func text(_ range: Range<Int>) -> String { range.map { String(groups[$0], radix: 16) }.joined(separator: ":") }
+        // An IPv4 address inside IPv6 (::a.b.c.d, ::ffff:a.b.c.d) keeps its dotted form, as
+        // PostgreSQL (BIND's inet_ntop) prints it.
+        if best.start == 0 && (best.length == 6 || (best.length == 5 && groups[5] == 0xFFFF)) {
+            let v4 = bytes[12...].map(String.init).joined(separator: ".")
+            return best.length == 6 ? "::" + v4 : "::ffff:" + v4
+        }
         guard best.length >= 2 else { return text(0..<8) }
         return text(0..<best.start) + "::" + text((best.start + best.length)..<8)
     }
