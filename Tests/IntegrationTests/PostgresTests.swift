@@ -258,14 +258,28 @@ struct PostgresTests {
         #expect(try waitUntil(.seconds(3)) { try PG.connections(application) <= 1 })
     }
 
+    @Test func connectionsCutWhileIdleAreReplaced() throws {
+        let application = PG.application("cut")
+        let daemon = try PG.daemon(application, min: 2)
+        #expect(try waitUntil(.seconds(5)) { try PG.connections(application) == 2 })
+        // The server ends both idle connections (as a restart, a failover or a DBA would).
+        try PG.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '\(application)'")
+        #expect(try waitUntil(.seconds(3)) { try PG.connections(application) == 0 })
+        for n in 1...5 {
+            let reply = try daemon.sql("SELECT $1::int", [.int(Int64(n))])
+            #expect(reply.rows == [[.int(Int64(n))]], "job \(n) after the cut: \(reply)")
+        }
+        #expect(try waitUntil(.seconds(5)) { try daemon.poolState()["open"] == .int(2) }, "min connections reopened")
+    }
+
     @Test func sigtermLeavesNoServerConnections() throws {
         let application = PG.application("sigterm")
         let daemon = try PG.daemon(application, max: 3, grace: "1s")
         let client = try daemon.client()
         for id in 1...3 {
-            try client.send(line: JSON.encode(.object(["id": .int(Int64(id)), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(0.3)")])))
+            try client.send(line: JSON.encode(.object(["id": .int(Int64(id)), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(0.5)")])))
         }
-        #expect(try waitUntil(.seconds(5)) { try PG.connections(application) == 3 })
+        #expect(try waitUntil(.seconds(5)) { try daemon.poolState()["leased"] == .int(3) }, "all three jobs hold a connection")
         daemon.signal(SIGTERM)
         for _ in 1...3 {
             let reply = try client.readReply(timeout: .seconds(5))
