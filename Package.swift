@@ -146,7 +146,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PoolDaemonTests",
-            dependencies: ["PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig"],
+            dependencies: [
+                "PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -13,9 +13,18 @@ import PostgresNIO
 enum PostgresValues {
     /// The JSON value of one cell: `oid` is its type, `bytes` nil for SQL NULL.
     static func decode(oid: UInt32, bytes: ByteBuffer?) -> SQLValue {
-        guard var buffer = bytes else { return .null }
-        return decode(oid: oid, buffer: &buffer) ?? fallback(buffer)
+        guard let bytes else { return .null }
+        var buffer = bytes
+        if let value = decode(oid: oid, buffer: &buffer) { return value }
+        return fallback(bytes, known: knownTypes.contains(oid))
     }
+
+    /// The types decoded below; bytes of these that do not fit their format come back as
+    /// `{"base64": …}` rather than as text.
+    static let knownTypes: Set<UInt32> = Set([
+        16, 21, 23, 20, 26, 28, 29, 700, 701, 1700, 25, 1043, 1042, 19, 18, 142, 705, 114, 3802, 17,
+        2950, 1082, 1083, 1266, 1114, 1184, 1186, 869, 650,
+    ]).union(arrayElementTypes.keys)
 
     /// nil when the bytes do not have the shape the type's binary format requires.
     private static func decode(oid: UInt32, buffer: inout ByteBuffer) -> SQLValue? {
@@ -91,9 +100,9 @@ enum PostgresValues {
         1041: 869, 651: 650,
     ]
 
-    private static func fallback(_ buffer: ByteBuffer) -> SQLValue {
+    private static func fallback(_ buffer: ByteBuffer, known: Bool = false) -> SQLValue {
         let bytes = buffer.getBytes(at: buffer.readerIndex, length: buffer.readableBytes) ?? []
-        if let text = String(validating: bytes, as: UTF8.self) { return .text(text) }
+        if !known, let text = String(validating: bytes, as: UTF8.self) { return .text(text) }
         return .blob(bytes)
     }
 
@@ -327,9 +336,8 @@ enum PostgresValues {
                         items.append(.null)
                         continue
                     }
-                    guard var slice = buffer.readSlice(length: Int(length)) else { return nil }
-                    let value = decode(oid: element, buffer: &slice) ?? fallback(slice)
-                    items.append(value.jsonValue)
+                    guard let slice = buffer.readSlice(length: Int(length)) else { return nil }
+                    items.append(decode(oid: element, bytes: slice).jsonValue)
                 }
             }
             return .array(items)
