@@ -18,7 +18,6 @@ extension Daemon {
     public func run() async throws {
         let started = ContinuousClock.now
         logger.notice("starting", metadata: ["config": "\(config.path)", "version": "\(Self.version)", "event": "started"])
-        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = ControlServer(daemon: self, group: loops)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [
@@ -43,7 +42,7 @@ extension Daemon {
             }
             beginStop()  // releases the stop waiter if the group ended for another reason
         }
-        for pool in pools.all { pool.executor?.shutdown() }
+        for pool in pools.all { pool.dedicated?.shutdown() }
         try? await loops.shutdownGracefully()
         try? await threads.shutdownGracefully()
         let leaked = pools.all.reduce(0) { $0 + $1.pool.snapshot.open }

@@ -39,6 +39,8 @@ public final class Daemon: Sendable {
     let pools = PoolSet()
     let jobs = JobRegistry()
     let threads: NIOThreadPool
+    /// The event loop of the control server, the job timer and every PostgreSQL connection.
+    let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let metrics = DaemonMetrics()
     let shutdown = ShutdownControl()
     let clock = ContinuousClock()
@@ -52,7 +54,7 @@ public final class Daemon: Sendable {
         self.threads = NIOThreadPool(numberOfThreads: min(max(sqliteThreads, 2), 32))
         threads.start()
         for settings in config.pools {
-            pools.add(try ManagedPool(settings: settings, threads: threads, logger: logger))
+            pools.add(try ManagedPool(settings: settings, threads: threads, loops: loops, logger: logger))
         }
     }
 
@@ -199,7 +201,7 @@ public final class Daemon: Sendable {
     }
 
     /// The executor a request's job should run on: its pool's, for SQL jobs.
-    func executor(for command: Command) -> DedicatedExecutor? {
+    func executor(for command: Command) -> (any TaskExecutor)? {
         switch command {
         case .runSQL(let pool, _, _, _, _): pools.named(pool)?.executor
         case .runNamed(let job, _, _): config.job(named: job).flatMap { pools.named($0.pool)?.executor }
@@ -484,7 +486,7 @@ public final class Daemon: Sendable {
                 } else {
                     pools.retire(settings.name)
                     do {
-                        pools.add(try ManagedPool(settings: settings, threads: threads, logger: logger))
+                        pools.add(try ManagedPool(settings: settings, threads: threads, loops: loops, logger: logger))
                         changes.append("pool \(settings.name) replaced")
                     } catch {
                         changes.append("pool \(settings.name) removed: \(error.message)")
@@ -492,7 +494,7 @@ public final class Daemon: Sendable {
                 }
             } else {
                 do {
-                    pools.add(try ManagedPool(settings: settings, threads: threads, logger: logger))
+                    pools.add(try ManagedPool(settings: settings, threads: threads, loops: loops, logger: logger))
                     changes.append("pool \(settings.name) added")
                 } catch {
                     changes.append("pool \(settings.name) not added: \(error.message)")

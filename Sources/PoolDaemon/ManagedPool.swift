@@ -43,12 +43,15 @@ final class ManagedPool: Sendable {
     /// The same pool, for everything but jobs.
     let pool: any PoolControl
     let statistics = PoolStatistics()
-    /// Where an SQLite pool's jobs run, so that their SQL executes inline on a thread of its
-    /// own; nil for kinds whose jobs wait on the network instead.
-    let executor: DedicatedExecutor?
+    /// An SQLite pool's own threads, so that its SQL executes inline on a thread that exists
+    /// for nothing else; nil for kinds whose jobs wait on sockets instead.
+    let dedicated: DedicatedExecutor?
+    /// Where this pool's jobs run: its dedicated threads (SQLite), or the event loop of its
+    /// connections and of the control server (PostgreSQL).
+    let executor: (any TaskExecutor)?
     private let current: Mutex<PoolSettings>
 
-    init(settings: PoolSettings, threads: NIOThreadPool, logger: Logger) throws(PoolError) {
+    init(settings: PoolSettings, threads: NIOThreadPool, loops: any EventLoopGroup, logger: Logger) throws(PoolError) {
         self.name = settings.name
         self.kind = settings.kind
         self.current = Mutex(settings)
@@ -59,7 +62,9 @@ final class ManagedPool: Sendable {
             // As many threads as the pool has connections, but no more than the machine has
             // cores: SQLite reads are CPU-bound, and extra threads only add hand-offs
             // (measured: 40-44 µs of CPU per point read with 2 threads on 2 cores, 50-56 µs with 4).
-            self.executor = DedicatedExecutor(name: settings.name, threads: min(settings.limits.maxResources, max(System.coreCount, 2), 32))
+            let dedicated = DedicatedExecutor(name: settings.name, threads: min(settings.limits.maxResources, max(System.coreCount, 2), 32))
+            self.dedicated = dedicated
+            self.executor = dedicated
             let pool = SQLitePool(
                 name: settings.name,
                 limits: settings.limits,
@@ -69,12 +74,14 @@ final class ManagedPool: Sendable {
             self.engine = .sqlite(pool, threads)
             self.pool = pool
         case .postgres(let postgres):
-            self.executor = nil
+            let loop = loops.next()
+            self.dedicated = nil
+            self.executor = EventLoopExecutor(loop: loop)
             var pgLogger = logger
             pgLogger[metadataKey: "pool"] = "\(name)"
             let backend = try PostgresBackend(
                 settings: postgres,
-                group: MultiThreadedEventLoopGroup.singleton,
+                group: loop,
                 logger: pgLogger,
                 credentialsDirectory: getenv("CREDENTIALS_DIRECTORY").map { String(cString: $0) })
             let pool = PostgresPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
@@ -197,7 +204,7 @@ final class PoolSet: Sendable {
                     group.addTask {
                         await pool.pool.drain()
                         await pool.pool.close()
-                        pool.executor?.shutdown()
+                        pool.dedicated?.shutdown()
                     }
                 }
             }
