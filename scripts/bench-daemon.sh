@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# make bench-daemon: loadgen (../shared/tools/loadgen.c) against a release poold with a SQLite
-# pool, on this machine, in one run. Reports req/s and latency percentiles for ping and for a
-# point read from a 10k-row table, idle RSS, and how long SIGTERM took.
+# make bench-daemon: loadgen (../shared/tools/loadgen.c) against a release poold, on this machine,
+# in one run. SQLite pool: req/s and latency percentiles for ping and for a point read from a
+# 10k-row table, idle RSS. PostgreSQL pool (run under scripts/with-postgres.sh): three workloads,
+# each first with pgbench straight against the cluster (the upper bound), then with loadgen
+# through poold, reported as a ratio. Then how long SIGTERM took, and whether poold left
+# connections behind in pg_stat_activity.
+#
+#   scripts/with-postgres.sh scripts/bench-daemon.sh       # what `make bench-daemon` runs
+#   SCRATCH=.build-bench DURATION=5 scripts/with-postgres.sh scripts/bench-daemon.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 DURATION=${DURATION:-5}
-BIN=$(swift build -c release --show-bin-path)
+SCRATCH=${SCRATCH:-.build}
+: "${POOLD_TEST_PG_URL:?run under scripts/with-postgres.sh (make bench-daemon does)}"
+BIN=$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)
 WORK=$(mktemp -d /tmp/poold-bench-XXXXXX)
 PID=
 cleanup() {
@@ -20,6 +28,12 @@ sqlite3 "$WORK/bench.db" "PRAGMA journal_mode=WAL; CREATE TABLE kv (k INTEGER PR
   WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000)
   INSERT INTO kv SELECT x, 'value-' || x FROM c;" >/dev/null
 
+# The same 10k-row table in PostgreSQL, readable by role poold (the psql helper is the superuser).
+$POOLD_TEST_PG_PSQL -c "CREATE TABLE kv (k int PRIMARY KEY, v text NOT NULL)" \
+  -c "INSERT INTO kv SELECT g, 'value-' || g FROM generate_series(1, 10000) g" \
+  -c "GRANT ALL ON kv TO poold" -c "ANALYZE kv"
+(umask 077 && printf '%s\n' "$POOLD_TEST_PG_PASSWORD" > "$WORK/pg.password")
+
 cat > "$WORK/poold.toml" <<TOML
 [daemon]
 control_socket = "$WORK/control.sock"
@@ -31,6 +45,16 @@ kind = "sqlite"
 path = "$WORK/bench.db"
 min = 4
 max = 4
+allow_adhoc = true
+
+[[pool]]
+name = "pg"
+kind = "postgres"
+url = "$POOLD_TEST_PG_URL"
+password_file = "$WORK/pg.password"
+min = 8
+max = 8
+max_waiters = 4096
 allow_adhoc = true
 TOML
 
@@ -57,9 +81,72 @@ ticks=$(getconf CLK_TCK)
 echo "== poold CPU per point read: $(( (cpu_after - cpu_before) * 1000000 / ticks / answers )) us ($(( cpu_after - cpu_before )) ticks for $answers requests)"
 
 echo "== RSS after load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
+
+# ---- PostgreSQL: pgbench straight against the cluster, then loadgen through poold (pool "pg", 8 connections).
+# json_num FIELD FILE: a number from loadgen's JSON summary (the last line of its output).
+json_num() { tail -1 "$2" | sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p"; }
+# pg_workload NAME TARGET_PCT PGBENCH_SCRIPT PGBENCH_ARGS LOADGEN_ARGS...
+#   PGBENCH_ARGS is split on spaces; LOADGEN_ARGS are passed as they are.
+pg_workload() {
+  local name=$1 target_pct=$2 script=$3 pgbench_args=$4
+  shift 4
+  echo "-- pgbench $pgbench_args -T $DURATION -f $name.sql:"
+  sed 's/^/     /' "$script"
+  # shellcheck disable=SC2086  # pgbench_args is a list of options
+  $POOLD_TEST_PGBENCH $pgbench_args -T "$DURATION" -f "$script" > "$WORK/$name.pgbench" 2>&1 \
+    || { cat "$WORK/$name.pgbench"; echo "pgbench failed" >&2; return 1; }
+  grep -E '^(number of (transactions actually processed|failed transactions)|latency|tps)' "$WORK/$name.pgbench" | sed 's/^/   /'
+  echo "-- loadgen through poold:"
+  "$WORK/loadgen" --socket "$WORK/control.sock" --duration "$DURATION" --warmup 1 --label "pg-$name" "$@" \
+    | tee "$WORK/$name.loadgen"
+  local tps lat rps p50 p99 err pct verdict
+  tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$WORK/$name.pgbench")
+  lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$WORK/$name.pgbench")
+  rps=$(json_num ok_rps "$WORK/$name.loadgen")
+  p50=$(json_num p50_us "$WORK/$name.loadgen")
+  p99=$(json_num p99_us "$WORK/$name.loadgen")
+  err=$(json_num err "$WORK/$name.loadgen")
+  pct=$(awk -v a="${rps:-0}" -v b="${tps:-0}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
+  verdict=$(awk -v pct="$pct" -v t="$target_pct" -v p99="${p99:-0}" -v err="${err:-1}" -v rps="${rps:-0}" \
+    'BEGIN { print (pct != "n/a" && rps > 0 && pct + 0 >= t && p99 + 0 < 10000 && err + 0 == 0) ? "met" : "NOT met" }')
+  printf -- '-> %s: pgbench %s tps (latency average %s ms) | poold %s ok req/s, p50 %s us, p99 %s us, %s errors | poold = %s%% of pgbench (target >= %s%%, p99 < 10 ms): %s\n' \
+    "$name" "${tps:-?}" "${lat:-n/a}" "${rps:-?}" "${p50:-?}" "${p99:-?}" "${err:-?}" "$pct" "$target_pct" "$verdict"
+}
+
+printf '\\set k random(1, 10000)\nSELECT :k::int + 1;\n' > "$WORK/a.sql"
+printf '\\set k random(1, 10000)\nSELECT v FROM kv WHERE k = :k;\n' > "$WORK/b.sql"
+printf 'SELECT pg_sleep(0.002);\n' > "$WORK/c.sql"
+
+echo "== PG a: SELECT \$1::int + 1; pgbench 8 clients prepared vs poold 64 conns depth 1, pool max 8 (target: poold >= 60% of pgbench, p99 < 10 ms)"
+pg_workload a 60 "$WORK/a.sql" "-n -c 8 -j 2 -M prepared" --conns 64 --depth 1 \
+  --payload '{"op":"run","pool":"pg","sql":"SELECT $1::int + 1","params":[@R@]}' --rand-max 10000
+
+echo "== PG b: point read SELECT v FROM kv WHERE k = \$1; pgbench 8 clients prepared vs poold 8 conns depth 16, pool max 8 (target: poold >= 60% of pgbench, p99 < 10 ms)"
+cpu_before=$(awk '{print $14 + $15}' /proc/$PID/stat)
+pg_workload b 60 "$WORK/b.sql" "-n -c 8 -j 2 -M prepared" --conns 8 --depth 16 \
+  --payload '{"op":"run","pool":"pg","sql":"SELECT v FROM kv WHERE k = $1","params":[@R@]}' --rand-max 10000
+cpu_after=$(awk '{print $14 + $15}' /proc/$PID/stat)
+# pgbench ran first: poold's 8 idle connections cost it nothing then, so the ticks are loadgen's requests.
+answers=$(json_num sent "$WORK/b.loadgen")  # warm-up included, like the CPU
+echo "== poold CPU per PG point read: $(( (cpu_after - cpu_before) * 1000000 / ticks / answers )) us ($(( cpu_after - cpu_before )) ticks for $answers requests)"
+
+echo "== PG c: 2 ms jobs SELECT pg_sleep(0.002); pgbench 8 clients vs poold 64 conns depth 1, pool max 8 (target: poold >= 95% of pgbench, p99 < 10 ms)"
+pg_workload c 95 "$WORK/c.sql" "-n -c 8 -j 2" --conns 64 --depth 1 \
+  --payload '{"op":"run","pool":"pg","sql":"SELECT pg_sleep(0.002)"}'
+
+echo "== RSS after PostgreSQL load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
 start=$(date +%s%N)
 kill -TERM "$PID"
 wait "$PID" || true
 end=$(date +%s%N)
 echo "== SIGTERM to exit: $(( (end - start) / 1000000 )) ms"
 tail -1 "$WORK/poold.log"
+left=$($POOLD_TEST_PG_PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'poold' AND application_name = 'poold'")
+echo "== poold connections left in pg_stat_activity after exit: $left (expected 0)"
+if [ "$left" != 0 ]; then
+  sleep 1
+  echo "   1 s later: $($POOLD_TEST_PG_PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE usename = 'poold' AND application_name = 'poold'")"
+fi
+if grep -qiE 'error|critical' "$WORK/poold.log"; then
+  echo "== poold log errors:"; grep -iE 'error|critical' "$WORK/poold.log" | tail -20
+fi
