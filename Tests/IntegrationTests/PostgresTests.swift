@@ -102,6 +102,47 @@ struct PostgresTests {
         #expect(try daemon.poolState()["open"] == .int(1))
     }
 
+    @Test func preparedStatementsBehaveLikeUnprepared() throws {
+        let daemon = try PG.daemon(PG.application("prepared"), max: 1)
+        // Params the server typed when it prepared the statement, in their binary format.
+        for text in ["123.4500", "-0.00001", "10000", "0", "+7", "0.5", "99999999999999999999.123"] {
+            let reply = try daemon.sql("SELECT $1::numeric AS n, format('%s', $1::numeric) AS t", [.string(text)])
+            guard let row = reply.rows?.first, row.count == 2 else {
+                Issue.record("\(text): \(reply)")
+                continue
+            }
+            #expect(row[0] == row[1], "numeric \(text): \(row)")
+        }
+        #expect(try daemon.sql("SELECT $1::numeric * 2", [.int(21)]).rows == [[.string("42")]])
+        #expect(try daemon.sql("SELECT $1::uuid", [.string("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")]).rows == [[.string("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")]])
+        #expect(try daemon.sql("SELECT $1::jsonb -> 'a'", [.string("{\"a\": [1, true]}")]).rows == [[.array([.int(1), .bool(true)])]])
+        #expect(try daemon.sql("SELECT $1::int2 + 1", [.int(7)]).rows == [[.int(8)]])
+        #expect(try daemon.sql("SELECT $1::float4", [.double(0.5)]).rows == [[.double(0.5)]])
+        // They were prepared once on the one connection, not parsed per run.
+        guard case .int(let count)? = try daemon.sql("SELECT count(*) FROM pg_prepared_statements").rows?.first?.first else {
+            Issue.record("no count of prepared statements")
+            return
+        }
+        #expect(count >= 5, "\(count) statements prepared")
+        // A value that does not fit the inferred type runs unprepared: the server converts it.
+        try PG.psql("DROP TABLE IF EXISTS nums; CREATE TABLE nums (k int PRIMARY KEY, v text); GRANT ALL ON nums TO poold")
+        #expect(try daemon.sql("INSERT INTO nums VALUES ($1, $2)", [.int(1), .string("one")])["affected"] == .int(1))
+        #expect(try daemon.sql("SELECT v FROM nums WHERE k = $1", [.string("1")]).rows == [[.string("one")]])
+        #expect(try daemon.sql("SELECT v FROM nums WHERE k = $1", [.int(5_000_000_000)]).rows == [])
+        #expect(try daemon.sql("SELECT v FROM nums WHERE k = $1", [.int(1)]).rows == [[.string("one")]])
+        // The table changes under a cached plan: the next run still answers, with the new columns.
+        #expect(try daemon.sql("SELECT * FROM nums")["columns"] == .array([.string("k"), .string("v")]))
+        try PG.psql("ALTER TABLE nums ADD COLUMN w int DEFAULT 3")
+        let altered = try daemon.sql("SELECT * FROM nums")
+        #expect(altered["columns"] == .array([.string("k"), .string("v"), .string("w")]), "\(altered)")
+        #expect(altered.rows == [[.int(1), .string("one"), .int(3)]])
+        // A client that deallocates every statement does not break the cache either.
+        #expect(try daemon.sql("DEALLOCATE ALL").ok)
+        #expect(try daemon.sql("SELECT v FROM nums WHERE k = $1", [.int(1)]).rows == [[.string("one")]])
+        #expect(try daemon.sql("UPDATE nums SET w = w + 1")["affected"] == .int(1))
+        #expect(try daemon.sql("SELECT * FROM nums WHERE false")["affected"] == .null)
+    }
+
     @Test func transactionsCommitOrRollBack() throws {
         let daemon = try PG.daemon(PG.application("tx"))
         try PG.psql("DROP TABLE IF EXISTS accounts; CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); GRANT ALL ON accounts TO poold")

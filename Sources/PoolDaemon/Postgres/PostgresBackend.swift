@@ -180,13 +180,15 @@ struct PostgresBackend: PoolBackend {
     /// An error in words: the server's message for a server error (PostgresNIO's own
     /// description hides it), the underlying cause for a connection error.
     static func describe(_ error: any Error) -> String {
-        if let psql = error as? PSQLError {
-            if let info = psql.serverInfo, let message = info[.message] {
-                var text = message
-                if let detail = info[.detail] { text += " (\(detail))" }
-                if let hint = info[.hint] { text += "; hint: \(hint)" }
-                return text
+        if let server = ServerError(error) { return server.text }
+        if let legacy = error as? PostgresError {
+            switch legacy {
+            case .connectionClosed: return "the connection was closed"
+            case .protocol(let message): return message
+            case .server(let message): return message.description
             }
+        }
+        if let psql = error as? PSQLError {
             switch psql.code {
             case .serverClosedConnection: return "the server closed the connection" + (psql.underlying.map { " (\($0))" } ?? "")
             case .clientClosedConnection: return "the connection was closed"
@@ -260,5 +262,38 @@ extension Duration {
         let (seconds, attoseconds) = components
         return seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow
             ? Int64.max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// An error the server sent, whichever of PostgresNIO's error types carries it (its older
+/// API, used for prepared statements, converts PSQLError into PostgresError).
+struct ServerError {
+    var sqlState: String
+    var message: String
+    var detail: String?
+    var hint: String?
+
+    init?(_ error: any Error) {
+        if let psql = error as? PSQLError, psql.code == .server, let info = psql.serverInfo {
+            sqlState = info[.sqlState] ?? ""
+            message = info[.message] ?? "unknown server error"
+            detail = info[.detail]
+            hint = info[.hint]
+        } else if let legacy = error as? PostgresError, case .server(let info) = legacy {
+            sqlState = info.fields[.sqlState] ?? ""
+            message = info.fields[.message] ?? "unknown server error"
+            detail = info.fields[.detail]
+            hint = info.fields[.hint]
+        } else {
+            return nil
+        }
+    }
+
+    /// The message, with the detail and hint when the server gave them.
+    var text: String {
+        var text = message
+        if let detail { text += " (\(detail))" }
+        if let hint { text += "; hint: \(hint)" }
+        return text
     }
 }

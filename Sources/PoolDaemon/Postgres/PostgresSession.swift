@@ -26,6 +26,8 @@ final class PostgresSession: Sendable {
     let key: PostgresWireState.BackendKey
     let target: PostgresTarget
     private let control = Mutex(Control())
+    /// Statements prepared on this connection, by SQL. Only the job holding the lease uses it.
+    private let statements = Mutex<[String: Prepared]>([:])
     private static let quiet = Logger(label: "poold.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
 
     private struct Control {
@@ -90,7 +92,7 @@ final class PostgresSession: Sendable {
         var results: [StatementResult] = []
         results.reserveCapacity(statements.count)
         if transaction {
-            do { _ = try await execute(SQLStatement(sql: "BEGIN")) } catch { throw Self.failure(error, index: nil) }
+            do { _ = try await execute(SQLStatement(sql: "BEGIN"), prepare: false) } catch { throw Self.failure(error, index: nil) }
         }
         for (index, statement) in statements.enumerated() {
             do {
@@ -101,7 +103,7 @@ final class PostgresSession: Sendable {
         }
         if transaction {
             let commit: StatementResult
-            do { commit = try await execute(SQLStatement(sql: "COMMIT")) } catch { throw Self.failure(error, index: nil) }
+            do { commit = try await execute(SQLStatement(sql: "COMMIT"), prepare: false) } catch { throw Self.failure(error, index: nil) }
             _ = commit
             if wire.transactionStatus != .idle {
                 throw BatchFailure(index: nil, code: .backend, message: "COMMIT left the connection in a transaction", detail: nil)
@@ -114,9 +116,31 @@ final class PostgresSession: Sendable {
     }
 
     /// One statement: its columns (even with no rows), rows and, for a write, rows changed.
-    private func execute(_ statement: SQLStatement) async throws -> StatementResult {
+    ///
+    /// A statement is prepared once per connection and then only bound and executed: the
+    /// server skips parsing and planning, and fewer messages cross the socket. Params go
+    /// in the binary format of the types the server inferred; when a value does not fit
+    /// (a string where it inferred an integer), the statement runs unprepared with untyped
+    /// text, exactly as it would have without the cache.
+    private func execute(_ statement: SQLStatement, prepare: Bool = true) async throws -> StatementResult {
         try beginStatement()
         defer { endStatement() }
+        if prepare, let prepared = try await prepared(statement.sql),
+            let binds = PostgresValues.binaryParams(statement.params, types: prepared.parameterTypes)
+        {
+            do {
+                return try await run(prepared, binds)
+            } catch where Self.invalidatesPlan(error) {
+                // The table changed under the cached plan, or someone deallocated it: forget
+                // it, and run the statement unprepared if no transaction was aborted by this.
+                forget(statement.sql)
+                guard wire.transactionStatus == .idle else { throw error }
+            }
+        }
+        return try await runUnprepared(statement)
+    }
+
+    private func runUnprepared(_ statement: SQLStatement) async throws -> StatementResult {
         let collector = RowCollector()
         let query = PostgresQuery(unsafeSQL: statement.sql, binds: PostgresValues.bindings(statement.params))
         let metadata = try await connection.query(query, logger: Self.quiet) { row in try collector.append(row) }.get()
@@ -126,6 +150,58 @@ final class PostgresSession: Sendable {
             default: nil
             }
         return StatementResult(columns: wire.columns, rows: collector.rows, affected: affected)
+    }
+
+    private func run(_ prepared: Prepared, _ binds: [PostgresData]) async throws -> StatementResult {
+        let collector = RowCollector()
+        try await prepared.query.execute(binds) { row in try collector.append(row) }.get()
+        return StatementResult(columns: prepared.columns, rows: collector.rows, affected: Self.affected(tag: wire.commandTag))
+    }
+
+    /// Rows changed, from a CommandComplete tag (`INSERT 0 3`, `UPDATE 2`); nil for a read.
+    static func affected(tag: String) -> Int64? {
+        let words = tag.split(separator: " ")
+        guard let command = words.first, ["INSERT", "UPDATE", "DELETE", "MERGE"].contains(command), let last = words.last else { return nil }
+        return Int64(last)
+    }
+
+    // MARK: Prepared statements
+
+    /// A statement prepared on this connection, with what the server said about it.
+    struct Prepared: Sendable {
+        var query: PreparedQuery
+        var parameterTypes: [UInt32]
+        var columns: [String]
+    }
+
+    static let cacheCapacity = 64
+
+    /// The cached statement for `sql`, preparing it on first use; an error from the server
+    /// (a syntax error, say) is the statement's.
+    private func prepared(_ sql: String) async throws -> Prepared? {
+        if let hit = statements.withLock({ $0[sql] }) { return hit }
+        let query = try await connection.prepare(query: sql).get()
+        let prepared = Prepared(query: query, parameterTypes: wire.parameterTypes, columns: wire.columns)
+        let evicted = statements.withLock { cache -> Prepared? in
+            var evicted: Prepared?
+            if cache.count >= Self.cacheCapacity, let victim = cache.keys.first {
+                evicted = cache.removeValue(forKey: victim)
+            }
+            cache[sql] = prepared
+            return evicted
+        }
+        if let evicted { try? await evicted.query.deallocate().get() }
+        return prepared
+    }
+
+    private func forget(_ sql: String) {
+        _ = statements.withLock { $0.removeValue(forKey: sql) }
+    }
+
+    /// 0A000: "cached plan must not change result type"; 26000: the statement is gone.
+    private static func invalidatesPlan(_ error: any Error) -> Bool {
+        guard let state = ServerError(error)?.sqlState else { return false }
+        return state == "0A000" || state == "26000"
     }
 
     private func beginStatement() throws {
@@ -173,13 +249,13 @@ final class PostgresSession: Sendable {
             batch.index = batch.index ?? index
             return batch
         }
-        guard let psql = error as? PSQLError else { return error }
-        guard psql.code == .server, let info = psql.serverInfo else {
+        guard let server = ServerError(error) else {
+            guard error is PSQLError || error is PostgresError else { return error }
             // The connection failed: the pool replaces it.
-            return ResourceBroken(PostgresBackend.describe(psql))
+            return ResourceBroken(PostgresBackend.describe(error))
         }
-        let state = info[.sqlState] ?? ""
-        let message = PostgresBackend.describe(psql)
+        let state = server.sqlState
+        let message = server.text
         let detail: JSONObject = ["sqlstate": .string(state)]
         if state == "08P01" || (state == "42601" && message.contains("multiple commands")) {
             // A parameter count that does not match, or two statements in one: the request

@@ -10,7 +10,9 @@ import Synchronization
 ///   the server with a CancelRequest;
 /// - ReadyForQuery's transaction status, so a connection is returned to the pool only
 ///   outside a transaction;
-/// - RowDescription / NoData: the result's column names, even when it has no rows.
+/// - RowDescription / NoData: the result's column names, even when it has no rows;
+/// - ParameterDescription: the types the server inferred for a prepared statement's params;
+/// - CommandComplete: the tag, for the rows a prepared statement changed.
 final class PostgresWireState: Sendable {
     struct BackendKey: Sendable, Equatable {
         var processID: Int32
@@ -27,6 +29,8 @@ final class PostgresWireState: Sendable {
         var key: BackendKey?
         var status: TransactionStatus = .idle
         var columns: [String] = []
+        var parameterTypes: [UInt32] = []
+        var commandTag = ""
     }
 
     private let state = Mutex(State())
@@ -35,10 +39,16 @@ final class PostgresWireState: Sendable {
     var transactionStatus: TransactionStatus { state.withLock { $0.status } }
     /// The columns of the last statement that described its result.
     var columns: [String] { state.withLock { $0.columns } }
+    /// The parameter types of the last statement described (ParameterDescription).
+    var parameterTypes: [UInt32] { state.withLock { $0.parameterTypes } }
+    /// The tag of the last CommandComplete (`INSERT 0 3`, `SELECT 1`).
+    var commandTag: String { state.withLock { $0.commandTag } }
 
     fileprivate func set(key: BackendKey) { state.withLock { $0.key = key } }
     fileprivate func set(status: TransactionStatus) { state.withLock { $0.status = status } }
     fileprivate func set(columns: [String]) { state.withLock { $0.columns = columns } }
+    fileprivate func set(parameterTypes: [UInt32]) { state.withLock { $0.parameterTypes = parameterTypes } }
+    fileprivate func set(commandTag: String) { state.withLock { $0.commandTag = commandTag } }
 }
 
 final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler {
@@ -116,7 +126,7 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
             }
             let body = Int(length) - 4
             switch type {
-            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"):
+            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"):
                 let have = pending.readableBytes - 5
                 let n = min(body - have, input.readableBytes)
                 var part = input.readSlice(length: n) ?? ByteBuffer()
@@ -156,6 +166,19 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
             wire.set(columns: names)
         case UInt8(ascii: "n"):
             wire.set(columns: [])
+        case UInt8(ascii: "t"):
+            guard let count = body.readInteger(as: Int16.self), count >= 0 else { return }
+            var types: [UInt32] = []
+            types.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                guard let oid = body.readInteger(as: UInt32.self) else { return }
+                types.append(oid)
+            }
+            wire.set(parameterTypes: types)
+        case UInt8(ascii: "C"):
+            if let end = body.readableBytesView.firstIndex(of: 0), let tag = body.readString(length: end - body.readerIndex) {
+                wire.set(commandTag: tag)
+            }
         default:
             break
         }
