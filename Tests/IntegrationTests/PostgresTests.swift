@@ -276,6 +276,17 @@ struct PostgresTests {
         #expect(!lastError.contains("not-the-password"))
     }
 
+    @Test func sslModeRequireRefusesAServerWithoutTLS() throws {
+        // The test cluster has no TLS: the default (prefer) falls back to plain text, which
+        // every other test relies on; require must refuse, and say why.
+        let cluster = try PG.require()
+        let daemon = try PG.daemon(PG.application("tls"), url: cluster.url + "?sslmode=require")
+        let reply = try daemon.sql("SELECT 1")
+        #expect(reply.errorCode == "backend", "\(reply)")
+        #expect(reply.errorMessage?.contains("does not offer TLS") == true, "\(reply)")
+        #expect(try daemon.poolState()["state"] == .string("degraded"))
+    }
+
     @Test func credentialFromCredentialsDirectory() throws {
         let cluster = try PG.require()
         let credentials = try DaemonProcess.makeTemporaryDirectory()
