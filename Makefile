@@ -40,6 +40,7 @@ bench: deps
 # and a PostgreSQL pool, side by side with pgbench on a throwaway cluster (scripts/with-postgres.sh).
 bench-daemon: deps
 	$(SWIFT) build -c release --product poold
+	cd $(BENCH_DIR) && $(SWIFT) build -c release --product PostgresDirect
 	scripts/with-postgres.sh scripts/bench-daemon.sh
 
 # Release binaries, units, sysusers/tmpfiles entries and the example config.

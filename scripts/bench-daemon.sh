@@ -134,6 +134,16 @@ echo "== PG c: 2 ms jobs SELECT pg_sleep(0.002); pgbench 8 clients vs poold 64 c
 pg_workload c 95 "$WORK/c.sql" "-n -c 8 -j 2" --conns 64 --depth 1 \
   --payload '{"op":"run","pool":"pg","sql":"SELECT pg_sleep(0.002)"}'
 
+# PostgresNIO with no daemon in front (Benchmarks/PostgresDirect): the ceiling for any pool on
+# its PostgresConnection, in the same run. make bench-daemon builds it.
+DIRECT=Benchmarks/.build/release/PostgresDirect
+if [ -x "$DIRECT" ]; then
+  echo "== PostgresNIO alone, 8 connections one query after another (no daemon; compare with pgbench above):"
+  DURATION=$DURATION "$DIRECT" | sed 's/^/   /'
+else
+  echo "== PostgresNIO alone: not built (cd Benchmarks && swift build -c release --product PostgresDirect)"
+fi
+
 echo "== RSS after PostgreSQL load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
 start=$(date +%s%N)
 kill -TERM "$PID"
