@@ -74,6 +74,8 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // glibc's GNU spawn extensions (closefrom, chdir), for starting exec pools' workers.
+        .target(name: "CSpawn"),
         .target(
             name: "SystemdKit",
             dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
@@ -83,7 +85,7 @@ let package = Package(
         .target(
             name: "PoolDaemon",
             dependencies: [
-                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite", "SystemdKit",
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite", "CSpawn", "SystemdKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

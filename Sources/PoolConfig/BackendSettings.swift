@@ -67,9 +67,24 @@ public struct ExecSettings: Sendable, Equatable {
     /// How long a worker gets between SIGTERM and SIGKILL; zero: SIGKILL at once.
     public var killGrace: Duration
 
-    public init(command: [String], maxJobsPerWorker: Int = 1000, killGrace: Duration = .seconds(2)) {
+    /// `max_output`: the longest answer line a worker may write, in bytes.
+    public var maxOutput: Int
+    /// `working_directory`: where workers start; nil: poold's own.
+    public var workingDirectory: String?
+    /// `environment`: added to (or replacing in) poold's environment for the workers.
+    public var environment: [String: String]
+
+    public static let defaultMaxOutput = 1 << 20
+
+    public init(
+        command: [String], maxJobsPerWorker: Int = 1000, killGrace: Duration = .seconds(2),
+        maxOutput: Int = ExecSettings.defaultMaxOutput, workingDirectory: String? = nil, environment: [String: String] = [:]
+    ) {
         self.command = command
         self.maxJobsPerWorker = maxJobsPerWorker
         self.killGrace = killGrace
+        self.maxOutput = maxOutput
+        self.workingDirectory = workingDirectory
+        self.environment = environment
     }
 }

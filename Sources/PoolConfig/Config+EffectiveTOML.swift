@@ -64,6 +64,12 @@ extension Config {
                 out.set("command", strings: e.command)
                 out.set("max_jobs_per_worker", int: e.maxJobsPerWorker)
                 out.set("kill_grace", duration: e.killGrace)
+                out.set("max_output", int: e.maxOutput)
+                out.set("working_directory", string: e.workingDirectory, unset: "not set: poold's working directory")
+                if !e.environment.isEmpty {
+                    // Values may be secrets (tokens, passwords): names only.
+                    out.set("environment", raw: "{ " + e.environment.keys.sorted().map { "\(tomlKey($0)) = \"***\"" }.joined(separator: ", ") + " }")
+                }
             }
         }
 
@@ -103,6 +109,8 @@ private struct TOMLWriter {
 
     mutating func set(_ key: String, int: Int) { text += "\(key) = \(int)\n" }
 
+    mutating func set(_ key: String, raw: String) { text += "\(key) = \(raw)\n" }
+
     mutating func set(_ key: String, bool: Bool) { text += "\(key) = \(bool)\n" }
 
     mutating func set(_ key: String, duration: Duration) { set(key, string: duration.configDescription) }
@@ -116,3 +124,4 @@ private struct TOMLWriter {
         text += "\(key) = [\n" + lines.map { "    \(tomlString($0)),\n" }.joined() + "]\n"
     }
 }
+

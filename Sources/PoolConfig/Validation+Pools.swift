@@ -23,7 +23,7 @@ extension Validation {
     static let poolKeysByKind: [PoolKind: [String]] = [
         .sqlite: ["path", "busy_timeout"],
         .postgres: ["url", "password_file", "credential", "application_name", "connect_timeout"],
-        .exec: ["command", "max_jobs_per_worker", "kill_grace"],
+        .exec: ["command", "max_jobs_per_worker", "kill_grace", "max_output", "working_directory", "environment"],
     ]
 
     func declarePool(_ node: TOMLNode, index: Int) -> DeclaredPool {
@@ -224,12 +224,34 @@ extension Validation {
         }
         let maxJobs = r.integer("max_jobs_per_worker", minimum: 1) ?? 1000
         let killGrace = r.duration("kill_grace", example: "2s", allowZero: true) ?? .seconds(2)
+        let maxOutput = r.integer("max_output", minimum: 1) ?? ExecSettings.defaultMaxOutput
+        let directory = r.string("working_directory", expected: "must be a non-empty string (a directory)")
+        var environment: [String: String] = [:]
+        if let node = r.value("environment") {
+            if case .table(let entries) = node {
+                for (key, value) in entries {
+                    guard case .string(let text) = value else {
+                        r.fail("environment", "environment.\(key) must be a string (got \(value.display))")
+                        continue
+                    }
+                    if key.isEmpty || key.contains("=") || key.utf8.contains(0) || text.utf8.contains(0) {
+                        r.fail("environment", "environment names must be non-empty, without '=' or NUL (got \(tomlString(shorten(key))))")
+                        continue
+                    }
+                    environment[key] = text
+                }
+            } else {
+                r.fail("environment", "environment must be a table of strings, like environment = { LANG = \"C.UTF-8\" } (got \(node.display))")
+            }
+        }
         guard let command else {
             if required, !r.has("command") {
                 r.fail(nil, "command is required for an exec pool, e.g. command = [\"/usr/bin/python3\", \"/opt/app/worker.py\"]")
             }
             return nil
         }
-        return .exec(ExecSettings(command: command, maxJobsPerWorker: maxJobs, killGrace: killGrace))
+        return .exec(ExecSettings(
+            command: command, maxJobsPerWorker: maxJobs, killGrace: killGrace,
+            maxOutput: maxOutput, workingDirectory: directory, environment: environment))
     }
 }

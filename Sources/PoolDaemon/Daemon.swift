@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ControlProtocol
 import Logging
 import NIOPosix
@@ -48,6 +51,8 @@ public final class Daemon: Sendable {
     private let mutable: Mutex<Mutable>
 
     public init(config: Config, logger: Logger) throws(PoolError) {
+        // A worker that exits makes writes to its stdin fail with EPIPE instead of killing poold.
+        signal(SIGPIPE, SIG_IGN)
         self.logger = logger
         self.mutable = Mutex(Mutable(config: config))
         let sqliteThreads = config.pools.reduce(0) { $0 + $1.limits.maxResources }
@@ -134,6 +139,9 @@ public final class Daemon: Sendable {
             return Reply.ok(id: id, [("text", .string(metrics.exposition(pools: pools.all)))])
         case .runSQL(let pool, let statements, let isBatch, let transaction, let timeoutMs):
             guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
+            if managed.kind == .exec {
+                return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
+            }
             if !managed.settings.allowAdhoc {
                 return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
             }
@@ -147,9 +155,19 @@ public final class Daemon: Sendable {
             let statements = job.sql.map { SQLStatement(sql: $0, params: params) }
             let limit = timeoutMs.map { Duration.milliseconds($0) } ?? job.timeout
             return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner)
-        case .runExec(let pool, _, _):
+        case .runExec(let pool, let input, let timeoutMs):
             guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
-            return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
+            guard managed.kind == .exec else {
+                return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
+            }
+            if !managed.settings.allowAdhoc {
+                return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc jobs (allow_adhoc = false)")
+            }
+            return await runJob(id: id, pool: managed, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, isBatch: false) { job, signal, leased in
+                try await managed.run(input: input, job: job, stop: signal, leased: leased)
+            } reply: { output, job, timing in
+                Self.execReply(id: id, job: job, output: output, timing: timing)
+            }
         case .cancel(let job):
             guard jobs.cancel(job, reason: .cancelled(by: "uid \(peer.uid) pid \(peer.pid)")) else {
                 return Reply.error(id: id, code: .noSuchJob, message: "no job \(job) is running (it may have finished already)")
@@ -204,6 +222,7 @@ public final class Daemon: Sendable {
     func executor(for command: Command) -> (any TaskExecutor)? {
         switch command {
         case .runSQL(let pool, _, _, _, _): pools.named(pool)?.executor
+        case .runExec(let pool, _, _): pools.named(pool)?.executor
         case .runNamed(let job, _, _): config.job(named: job).flatMap { pools.named($0.pool)?.executor }
         default: nil
         }
@@ -225,6 +244,20 @@ public final class Daemon: Sendable {
         id: RequestID?, pool: ManagedPool, statements: [SQLStatement], isBatch: Bool, transaction: Bool,
         timeout: Duration? = nil, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?
     ) async -> [UInt8] {
+        await runJob(id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, isBatch: isBatch) { _, signal, leased in
+            try await pool.execute(statements, transaction: transaction, stop: signal, leased: leased)
+        } reply: { results, job, timing in
+            Self.sqlReply(id: id, job: job, results: results, isBatch: isBatch, timing: timing)
+        }
+    }
+
+    /// A job of any kind: checks its timeout, registers it (deadline, cancel, disconnect),
+    /// measures it, runs `body` on a resource of `pool`, and answers with `reply` or the error.
+    private func runJob<R>(
+        id: RequestID?, pool: ManagedPool, timeout: Duration?, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?, isBatch: Bool,
+        body: (Int64, CancelSignal, @escaping @Sendable () -> Void) async throws -> R,
+        reply: (R, Int64, JobTiming) -> [UInt8]
+    ) async -> [UInt8] {
         let settings = pool.settings
         if let timeoutMs, Duration.milliseconds(timeoutMs) > settings.maxJobTimeout {
             return Reply.error(id: id, code: .badRequest, message: "\"timeout_ms\" must be at most \(settings.maxJobTimeout.milliseconds) (pool \"\(pool.name)\" max_job_timeout = \(settings.maxJobTimeout.limitDescription)); got \(timeoutMs)")
@@ -241,22 +274,22 @@ public final class Daemon: Sendable {
         }
         let stopwatch = JobStopwatch(clock: clock)
         let registry = jobs
-        let reply: [UInt8]
+        let answer: [UInt8]
         var outcome = JobOutcome.succeeded
         do {
-            let results = try await withMeasurement(stopwatch, into: pool.statistics) {
+            let result = try await withMeasurement(stopwatch, into: pool.statistics) {
                 try await withJobScope(limit: limit, signal: signal) {
                     stopwatch.acquiring()
-                    return try await pool.execute(statements, transaction: transaction, stop: signal) {
+                    return try await body(job, signal) {
                         stopwatch.running()
                         registry.set(job, .running)
                     }
                 }
             }
-            reply = Self.sqlReply(id: id, job: job, results: results, isBatch: isBatch, timing: stopwatch.timing)
+            answer = reply(result, job, stopwatch.timing)
         } catch {
             outcome = JobOutcome(error)
-            reply = errorReply(id: id, job: job, error: error, limit: limit, timing: stopwatch.timing, isBatch: isBatch)
+            answer = errorReply(id: id, job: job, error: error, limit: limit, timing: stopwatch.timing, isBatch: isBatch)
         }
         let timing = stopwatch.timing
         metrics.record(pool: pool.name, outcome: outcome, timing: timing)
@@ -267,7 +300,31 @@ public final class Daemon: Sendable {
             "job.id": "\(job)", "pool": "\(pool.name)", "outcome": "\(outcome.rawValue)",
             "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
         ])
-        return reply
+        return answer
+    }
+
+    /// An exec job's answer: the worker's output.
+    static func execReply(id: RequestID?, job: Int64, output: JSONValue, timing: JobTiming) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        w.writeRaw("{\"id\":")
+        w.write(id?.jsonValue ?? .null)
+        w.writeRaw(",\"ok\":true,\"job\":")
+        w.writeInt(job)
+        w.writeRaw(",\"output\":")
+        w.write(output)
+        writeTiming(timing, into: &w)
+        return w.bytes
+    }
+
+    /// `,"timing":{…}}` and the newline that ends a reply.
+    static func writeTiming(_ timing: JobTiming, into w: inout JSONWriter) {
+        w.writeRaw(",\"timing\":{\"queue_us\":")
+        w.writeInt(timing.queue.microseconds)
+        w.writeRaw(",\"acquire_us\":")
+        w.writeInt(timing.acquire.microseconds)
+        w.writeRaw(",\"exec_us\":")
+        w.writeInt(timing.exec.microseconds)
+        w.writeRaw("}}\n")
     }
 
     /// A SQL job's answer, written straight into bytes: this is the hot path of every query,
@@ -291,13 +348,7 @@ public final class Daemon: Sendable {
             w.writeRaw(",")
             writeResult(results.first ?? StatementResult(columns: [], rows: [], affected: nil), into: &w)
         }
-        w.writeRaw(",\"timing\":{\"queue_us\":")
-        w.writeInt(timing.queue.microseconds)
-        w.writeRaw(",\"acquire_us\":")
-        w.writeInt(timing.acquire.microseconds)
-        w.writeRaw(",\"exec_us\":")
-        w.writeInt(timing.exec.microseconds)
-        w.writeRaw("}}\n")
+        writeTiming(timing, into: &w)
         return w.bytes
     }
 
@@ -357,6 +408,8 @@ public final class Daemon: Sendable {
                 message = "statement \(index): \(message)"
             }
             return Reply.error(id: id, code: code, message: message, job: job, detail: detail)
+        case let worker as WorkerAnswerError:
+            return Reply.error(id: id, code: .backend, message: "the worker answered an error: \(worker.message)", job: job)
         case let broken as ResourceBroken:
             return Reply.error(id: id, code: .backend, message: "the connection failed: \(broken.reason); it was replaced", job: job)
         default:

@@ -30,11 +30,13 @@ extension Pool: PoolControl {}
 final class ManagedPool: Sendable {
     typealias SQLitePool = Pool<SQLiteBackend, ContinuousClock>
     typealias PostgresPool = Pool<PostgresBackend, ContinuousClock>
+    typealias ExecPool = Pool<ExecBackend, ContinuousClock>
 
     /// The pool, typed by its kind, for running jobs.
     enum Engine: Sendable {
         case sqlite(SQLitePool, NIOThreadPool)
         case postgres(PostgresPool)
+        case exec(ExecPool)
     }
 
     let name: String
@@ -87,8 +89,17 @@ final class ManagedPool: Sendable {
             let pool = PostgresPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .postgres(pool)
             self.pool = pool
-        case .exec:
-            throw PoolError(.badConfig, "pool \"\(settings.name)\": exec pools are not supported by this build yet")
+        case .exec(let exec):
+            // A job holds a thread while its worker works (reads and writes block), so there
+            // are as many threads as workers; they also spawn and reap the workers, and live
+            // until the last one is reaped (the parent-death signal is tied to them).
+            let dedicated = DedicatedExecutor(name: settings.name, threads: min(max(settings.limits.maxResources, 1), 256))
+            self.dedicated = dedicated
+            self.executor = dedicated
+            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loops.next(), executor: dedicated)
+            let pool = ExecPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
+            self.engine = .exec(pool)
+            self.pool = pool
         }
     }
 
@@ -108,6 +119,8 @@ final class ManagedPool: Sendable {
     /// Runs statements on one leased connection. `leased` is called once it holds one.
     func execute(_ statements: [SQLStatement], transaction: Bool, stop: CancelSignal, leased: @Sendable () -> Void) async throws -> [StatementResult] {
         switch engine {
+        case .exec:
+            throw PoolError(.badRequest, "pool \"\(name)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
         case .sqlite(let pool, let threads):
             return try await pool.withResource(stoppedBy: stop) { connection in
                 leased()
@@ -127,6 +140,34 @@ final class ManagedPool: Sendable {
                 } catch is StaleConnection where attempts < pool.limits.maxResources {
                     attempts += 1
                 }
+            }
+        }
+    }
+
+    /// Runs one exec job: `input` to a worker, its output back. `leased` is called once a
+    /// worker is held. A worker that died while idle is replaced and the next one taken; a
+    /// worker is replaced after a failure, a stop, or `max_jobs_per_worker` jobs.
+    func run(input: JSONValue, job: Int64, stop: CancelSignal, leased: @Sendable () -> Void) async throws -> JSONValue {
+        guard case .exec(let pool) = engine else {
+            throw PoolError(.badRequest, "pool \"\(name)\" is a \(kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
+        }
+        var attempts = 0
+        while true {
+            let lease = try await pool.acquire(stoppedBy: stop)
+            let worker = lease.resource
+            if worker.process.hasExited, attempts < pool.limits.maxResources {
+                pool.release(lease, broken: true)
+                attempts += 1
+                continue
+            }
+            leased()
+            do {
+                let output = try worker.run(input: input, id: job, stop: stop)
+                pool.release(lease, broken: worker.mustBeReplaced)
+                return output
+            } catch {
+                pool.release(lease, broken: error is ResourceBroken || worker.mustBeReplaced)
+                throw error
             }
         }
     }

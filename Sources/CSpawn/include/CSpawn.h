@@ -1,0 +1,15 @@
+#ifndef CSPAWN_H
+#define CSPAWN_H
+#include <spawn.h>
+
+/* glibc's GNU extensions that Swift's Glibc module does not show (they need _GNU_SOURCE):
+ * the calls poold needs to start worker processes safely. */
+
+/* pipe2(fds, O_CLOEXEC). */
+int cspawn_pipe_cloexec(int fds[2]);
+/* posix_spawn_file_actions_addclosefrom_np: close every descriptor >= from in the child. */
+int cspawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
+/* posix_spawn_file_actions_addchdir_np: start the child in this directory. */
+int cspawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+
+#endif

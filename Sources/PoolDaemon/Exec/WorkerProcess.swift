@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpawn
+import Synchronization
+
+/// One worker process: spawned with posix_spawn in its own process group, with pipes for
+/// stdin, stdout and stderr and no other inherited descriptor, under `setpriv --pdeathsig
+/// KILL` so that it dies with poold even when poold is killed with SIGKILL. (The parent-death
+/// signal fires when the spawning *thread* exits: workers are spawned from an exec pool's
+/// own threads, which live until every worker has been reaped.)
+final class WorkerProcess: Sendable {
+    let pid: pid_t
+    /// Our ends of the pipes: we write the worker's stdin, read its stdout and stderr.
+    let stdin: Int32
+    let stdout: Int32
+    let stderr: Int32
+    private let state = Mutex(State())
+
+    private struct State {
+        var exit: ExitStatus?
+        var closedStdin = false
+    }
+
+    enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+
+        var description: String {
+            switch self {
+            case .exited(let code): "exited with status \(code)"
+            case .signaled(let signal): "was killed by signal \(signal) (\(WorkerProcess.signalName(signal)))"
+            }
+        }
+    }
+
+    private init(pid: pid_t, stdin: Int32, stdout: Int32, stderr: Int32) {
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    /// The program that sets the parent-death signal, then execs the worker.
+    static let setpriv: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first { access($0, X_OK) == 0 }
+
+    struct SpawnError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Starts `command` (argv; `command[0]` a path or a name looked up in PATH).
+    static func spawn(command: [String], directory: String?, environment: [String: String]) throws(SpawnError) -> WorkerProcess {
+        guard let setpriv else {
+            throw SpawnError(description: "setpriv (util-linux) is needed to tie workers to poold's life; install util-linux")
+        }
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        var errFromChild: [Int32] = [-1, -1]
+        guard cspawn_pipe_cloexec(&toChild) == 0 else { throw SpawnError(description: "pipe: \(errnoText())") }
+        guard cspawn_pipe_cloexec(&fromChild) == 0 else {
+            closeAll(toChild)
+            throw SpawnError(description: "pipe: \(errnoText())")
+        }
+        guard cspawn_pipe_cloexec(&errFromChild) == 0 else {
+            closeAll(toChild + fromChild)
+            throw SpawnError(description: "pipe: \(errnoText())")
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errFromChild[1], 2)
+        // Nothing else crosses: not the control socket, not a socket systemd passed, not a
+        // database file (dup2 cleared close-on-exec on 0-2 only).
+        cspawn_addclosefrom(&actions, 3)
+        if let directory {
+            cspawn_addchdir(&actions, directory)
+        }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var all = sigset_t()
+        sigfillset(&all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)  // poold ignores SIGPIPE; workers must not inherit that
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setpgroup(&attributes, 0)  // a group of its own: signals reach its children too
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv = [setpriv, "--pdeathsig", "KILL", "--"] + command
+        var merged: [String: String] = [:]
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") { merged[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+            index += 1
+        }
+        for (key, value) in environment { merged[key] = value }
+        // systemd's socket-activation variables describe poold's descriptors, not the worker's.
+        for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            merged.removeValue(forKey: key)
+        }
+        let cArgv = argv.map { strdup($0) } + [nil]
+        let cEnv = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            cArgv.forEach { free($0) }
+            cEnv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, setpriv, &actions, &attributes, cArgv, cEnv)
+        close(toChild[0])
+        close(fromChild[1])
+        close(errFromChild[1])
+        guard rc == 0 else {
+            closeAll([toChild[1], fromChild[0], errFromChild[0]])
+            throw SpawnError(description: "cannot start \(command[0]): \(String(cString: strerror(rc)))")
+        }
+        for fd in [toChild[1], fromChild[0]] {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        return WorkerProcess(pid: pid, stdin: toChild[1], stdout: fromChild[0], stderr: errFromChild[0])
+    }
+
+    private static func closeAll(_ fds: [Int32]) {
+        for fd in fds where fd >= 0 { close(fd) }
+    }
+
+    // MARK: Life and death
+
+    /// The exit status if the process has ended (reaping it once), nil while it runs.
+    func exitStatus() -> ExitStatus? {
+        if let known = state.withLock({ $0.exit }) { return known }
+        var status: Int32 = 0
+        let rc = waitpid(pid, &status, WNOHANG)
+        guard rc == pid else { return nil }
+        let exit = Self.decode(status)
+        state.withLock { $0.exit = exit }
+        return exit
+    }
+
+    var hasExited: Bool { exitStatus() != nil }
+
+    /// Sends `signal` to the worker's process group, unless it has been reaped (its group id
+    /// could belong to someone else by then).
+    func signalGroup(_ signal: Int32) {
+        guard state.withLock({ $0.exit == nil }) else { return }
+        kill(-pid, signal)
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; returns once the process is reaped. The
+    /// caller's thread sleeps between checks: run it where blocking is allowed.
+    func stop(grace: Duration) async {
+        closeStdin()
+        if exitStatus() == nil {
+            signalGroup(SIGTERM)
+            let deadline = ContinuousClock.now + grace
+            while exitStatus() == nil, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            if exitStatus() == nil {
+                signalGroup(SIGKILL)
+                while exitStatus() == nil {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+            }
+        }
+        // The group may hold children of the worker: they go too.
+        kill(-pid, 0) == 0 ? killGroupLeftovers() : ()
+        close(stdout)
+    }
+
+    private func killGroupLeftovers() {
+        // The leader is reaped; its group id is still reserved while members remain.
+        kill(-pid, SIGKILL)
+    }
+
+    func closeStdin() {
+        let first = state.withLock { state -> Bool in
+            defer { state.closedStdin = true }
+            return !state.closedStdin
+        }
+        if first { close(stdin) }
+    }
+
+    static func decode(_ status: Int32) -> ExitStatus {
+        let signal = status & 0x7F
+        if signal == 0 { return .exited((status >> 8) & 0xFF) }
+        return .signaled(signal)
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGKILL: "SIGKILL"
+        case SIGTERM: "SIGTERM"
+        case SIGSEGV: "SIGSEGV"
+        case SIGABRT: "SIGABRT"
+        case SIGINT: "SIGINT"
+        case SIGBUS: "SIGBUS"
+        case SIGFPE: "SIGFPE"
+        case SIGPIPE: "SIGPIPE"
+        case SIGHUP: "SIGHUP"
+        default: "signal \(signal)"
+        }
+    }
+}
+
+func errnoText() -> String {
+    String(cString: strerror(errno))
+}
