@@ -410,6 +410,8 @@ public final class Daemon: Sendable {
             return Reply.error(id: id, code: code, message: message, job: job, detail: detail)
         case let worker as WorkerAnswerError:
             return Reply.error(id: id, code: .backend, message: "the worker answered an error: \(worker.message)", job: job)
+        case let worker as WorkerFailed:
+            return Reply.error(id: id, code: .backend, message: worker.message, job: job)
         case let broken as ResourceBroken:
             return Reply.error(id: id, code: .backend, message: "the connection failed: \(broken.reason); it was replaced", job: job)
         default:

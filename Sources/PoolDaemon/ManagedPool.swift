@@ -166,7 +166,7 @@ final class ManagedPool: Sendable {
                 pool.release(lease, broken: worker.mustBeReplaced)
                 return output
             } catch {
-                pool.release(lease, broken: error is ResourceBroken || worker.mustBeReplaced)
+                pool.release(lease, broken: error is WorkerFailed || worker.mustBeReplaced)
                 throw error
             }
         }

@@ -65,7 +65,7 @@ struct ExecBackend: PoolBackend {
     }
 
     func isBroken(_ worker: ExecWorker, after error: any Error) -> Bool {
-        error is ResourceBroken || worker.mustBeReplaced
+        error is WorkerFailed || error is ResourceBroken || worker.mustBeReplaced
     }
 
     /// `; its last stderr lines: a | b`, or nothing.
@@ -77,6 +77,14 @@ struct ExecBackend: PoolBackend {
 /// The worker answered `{"id", "error": "…"}`: the job failed, the worker is fine.
 struct WorkerAnswerError: Error, Sendable {
     var message: String
+}
+
+/// The worker failed (died, or broke the protocol): the job fails with `backend` and this
+/// message, and the worker is replaced.
+struct WorkerFailed: Error, Sendable, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
 }
 
 /// One worker in a pool. One job at a time uses it (the lease), so its buffers need no lock;
@@ -123,17 +131,17 @@ final class ExecWorker: @unchecked Sendable {
             answer = try line.withUnsafeBytes { try JSON.parse($0) }
         } catch {
             let shown = String(decoding: line.prefix(120), as: UTF8.self)
-            throw ResourceBroken("the worker (pid \(process.pid)) wrote a line that is not valid JSON (\(error)): \(shown)\(line.count > 120 ? "…" : ""); it was replaced")
+            throw WorkerFailed("the worker (pid \(process.pid)) wrote a line that is not valid JSON (\(error)): \(shown)\(line.count > 120 ? "…" : ""); it was replaced")
         }
         guard case .object(let fields) = answer, let answered = fields["id"] else {
-            throw ResourceBroken("the worker (pid \(process.pid)) answered without an \"id\" (expected {\"id\": \(id), \"output\": …}); it was replaced")
+            throw WorkerFailed("the worker (pid \(process.pid)) answered without an \"id\" (expected {\"id\": \(id), \"output\": …}); it was replaced")
         }
         guard answered == .int(id) else {
-            throw ResourceBroken("the worker (pid \(process.pid)) answered id \(JSON.encode(answered)), expected \(id); it was replaced")
+            throw WorkerFailed("the worker (pid \(process.pid)) answered id \(JSON.encode(answered)), expected \(id); it was replaced")
         }
         if let output = fields["output"] { return output }
         if case .string(let message)? = fields["error"] { throw WorkerAnswerError(message: message) }
-        throw ResourceBroken("the worker (pid \(process.pid)) answered neither \"output\" nor an \"error\" string; it was replaced")
+        throw WorkerFailed("the worker (pid \(process.pid)) answered neither \"output\" nor an \"error\" string; it was replaced")
     }
 
     private var isStopped: Bool { stopped.load(ordering: .relaxed) }
@@ -167,7 +175,7 @@ final class ExecWorker: @unchecked Sendable {
             }
             scanned = pending.count
             if pending.count > settings.maxOutput {
-                throw ResourceBroken("the worker (pid \(process.pid)) wrote an answer longer than max_output (\(settings.maxOutput) bytes); it was replaced")
+                throw WorkerFailed("the worker (pid \(process.pid)) wrote an answer longer than max_output (\(settings.maxOutput) bytes); it was replaced")
             }
             if isStopped { throw CancellationError() }
             var fd = pollfd(fd: process.stdout, events: Int16(POLLIN), revents: 0)
@@ -187,7 +195,7 @@ final class ExecWorker: @unchecked Sendable {
     }
 
     /// The worker went away: how (exit status or signal), with its last stderr lines.
-    private func died(during what: String) -> ResourceBroken {
+    private func died(during what: String) -> WorkerFailed {
         let deadline = ContinuousClock.now + .seconds(1)
         var status = process.exitStatus()
         while status == nil, ContinuousClock.now < deadline {
@@ -197,7 +205,7 @@ final class ExecWorker: @unchecked Sendable {
         let stderrDeadline = ContinuousClock.now + .milliseconds(200)
         while !stderr.isClosed, ContinuousClock.now < stderrDeadline { usleep(5000) }
         let how = status.map { "\($0)" } ?? "closed its stdout"
-        return ResourceBroken("the worker (pid \(process.pid)) \(how) during \(what)\(ExecBackend.tailText(stderr.tail))")
+        return WorkerFailed("the worker (pid \(process.pid)) \(how) during \(what)\(ExecBackend.tailText(stderr.tail))")
     }
 }
 

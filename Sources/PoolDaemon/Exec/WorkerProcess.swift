@@ -29,7 +29,7 @@ final class WorkerProcess: Sendable {
         var description: String {
             switch self {
             case .exited(let code): "exited with status \(code)"
-            case .signaled(let signal): "was killed by signal \(signal) (\(WorkerProcess.signalName(signal)))"
+            case .signaled(let signal): "exited on signal \(signal) (\(WorkerProcess.signalName(signal)))"
             }
         }
     }
