@@ -56,6 +56,14 @@ min = 8
 max = 8
 max_waiters = 4096
 allow_adhoc = true
+
+[[pool]]
+name = "workers"
+kind = "exec"
+command = ["/usr/bin/python3", "$PWD/Tests/workers/echo.py"]
+min = 4
+max = 4
+allow_adhoc = true
 TOML
 
 # Job log lines go to stderr at info; under systemd they go to the journal instead.
@@ -145,6 +153,21 @@ else
 fi
 
 echo "== RSS after PostgreSQL load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
+
+# ---- exec pool: 4 Python echo workers (Tests/workers/echo.py).
+gcc -O2 -o "$WORK/pipe-roundtrip" Benchmarks/tools/pipe-roundtrip.c
+EXEC_PAYLOAD='{"op":"run","pool":"workers","input":{"n":@R@}}'
+echo "== exec: 4 Python echo workers, loadgen 16 conns depth 1"
+"$WORK/loadgen" --socket "$WORK/control.sock" --conns 16 --depth 1 --duration "$DURATION" --warmup 1 --label exec-16 \
+  --payload "$EXEC_PAYLOAD" | tee "$WORK/exec16.out" | grep -E 'window|latency'
+echo "== exec: one job after another, through poold vs a direct pipe to the same worker (target: poold adds < 50 us at p50)"
+"$WORK/loadgen" --socket "$WORK/control.sock" --conns 1 --depth 1 --duration "$DURATION" --warmup 1 --label exec-1 \
+  --payload "$EXEC_PAYLOAD" | tee "$WORK/exec1.out" | grep -E 'window|latency'
+"$WORK/pipe-roundtrip" --jobs 20000 -- /usr/bin/python3 Tests/workers/echo.py | tee "$WORK/pipe.out"
+via=$(json_num p50_us "$WORK/exec1.out")
+direct=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' "$WORK/pipe.out")
+awk -v via="${via:-0}" -v direct="${direct:-0}" 'BEGIN { added = via - direct;
+  printf "-> exec: poold p50 %.1f us, direct pipe p50 %.1f us: poold adds %.1f us per job at p50 (target < 50 us): %s\n", via, direct, added, (via > 0 && direct > 0 && added < 50) ? "met" : "NOT met" }'
 start=$(date +%s%N)
 kill -TERM "$PID"
 wait "$PID" || true
