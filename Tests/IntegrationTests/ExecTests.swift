@@ -242,6 +242,26 @@ struct ExecTests {
         #expect(logged < 5000, "\(logged) of the worker's 20000 stderr lines were logged")
     }
 
+    @Test func resizePauseResumeAndDrainWorkAsForEveryPool() throws {
+        let daemon = try execDaemon("echo", min: 1, max: 1, acquireTimeout: "300ms")
+        let workers = WorkerWatch(daemon)
+        defer { workers.expectNoneLeft() }
+        #expect(try daemon.request(["op": .string("resize"), "pool": .string("workers"), "min": .int(2), "max": .int(2)]).ok)
+        #expect(waitUntil(.seconds(5)) { workers.current("echo.py").count == 2 }, "resize did not start a second worker")
+        #expect(try daemon.poolState("workers")["open"] == .int(2))
+
+        #expect(try daemon.request(["op": .string("pause"), "pool": .string("workers")]).ok)
+        #expect(try daemon.runJob("paused").errorCode == "pool_timeout", "a paused pool handed out a worker")
+        #expect(try daemon.request(["op": .string("resume"), "pool": .string("workers")]).ok)
+        #expect(try daemon.runJob("resumed")["output"] == .string("resumed"))
+
+        let drained = try daemon.request(["op": .string("drain"), "pool": .string("workers")])
+        #expect(drained.ok, "\(drained)")
+        #expect(try daemon.poolState("workers")["open"] == .int(0), "drain left workers open")
+        #expect(waitUntil(.seconds(3)) { workers.current("echo.py").isEmpty }, "drained workers still run")
+        #expect(try daemon.runJob("after drain").errorCode == "shutting_down")
+    }
+
     @Test func workerIsRecycledAfterMaxJobs() throws {
         let daemon = try execDaemon("echo", min: 1, max: 1, maxJobsPerWorker: 3)
         let workers = WorkerWatch(daemon)
