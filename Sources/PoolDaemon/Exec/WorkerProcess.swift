@@ -151,10 +151,15 @@ final class WorkerProcess: Sendable {
         kill(-pid, signal)
     }
 
-    /// SIGTERM, up to `grace` to exit, then SIGKILL; returns once the process is reaped. The
-    /// caller's thread sleeps between checks: run it where blocking is allowed.
+    /// EOF on stdin (up to 100 ms to exit on its own), then SIGTERM, up to `grace` to exit,
+    /// then SIGKILL; returns once the process is reaped.
     func stop(grace: Duration) async {
+        // End of input first: a worker that reads to EOF gets to finish on its own terms.
         closeStdin()
+        let eof = ContinuousClock.now + min(grace, .milliseconds(100))
+        while exitStatus() == nil, ContinuousClock.now < eof {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
         if exitStatus() == nil {
             signalGroup(SIGTERM)
             let deadline = ContinuousClock.now + grace
