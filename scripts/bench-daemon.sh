@@ -164,6 +164,10 @@ echo "== exec: one job after another, through poold vs a direct pipe to the same
 "$WORK/loadgen" --socket "$WORK/control.sock" --conns 1 --depth 1 --duration "$DURATION" --warmup 1 --label exec-1 \
   --payload "$EXEC_PAYLOAD" | tee "$WORK/exec1.out" | grep -E 'window|latency'
 "$WORK/pipe-roundtrip" --jobs 20000 -- /usr/bin/python3 Tests/workers/echo.py | tee "$WORK/pipe.out"
+# The floor of any daemon in between: a bare ping, one at a time, over the same socket.
+"$WORK/loadgen" --socket "$WORK/control.sock" --conns 1 --depth 1 --duration "$DURATION" --warmup 1 --label ping-1 \
+  --payload '{"op":"ping"}' > "$WORK/ping1.out"
+echo "   a bare ping one at a time through poold: p50 $(json_num p50_us "$WORK/ping1.out") us, p99 $(json_num p99_us "$WORK/ping1.out") us"
 via=$(json_num p50_us "$WORK/exec1.out")
 direct=$(sed -n 's/.*p50 \([0-9.]*\) us.*/\1/p' "$WORK/pipe.out")
 awk -v via="${via:-0}" -v direct="${direct:-0}" 'BEGIN { added = via - direct;
