@@ -192,7 +192,7 @@ final class ControlServer: Service {
         guard let provider = channel as? any SocketOptionProvider else { return .unknown }
         do {
             let cred: PeerCredentials = try await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(17 /* SO_PEERCRED */)).get()
-            return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid)
+            return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid, groups: Peer.groups(of: cred.pid))
         } catch {
             return .unknown
         }

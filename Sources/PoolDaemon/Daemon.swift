@@ -30,6 +30,7 @@ public final class Daemon: Sendable {
 
     private struct Mutable: Sendable {
         var config: Config
+        var authorizer: Authorizer
         var state: LifecycleState = .starting
         var lastReload: ReloadRecord?
         var stopStarted: ContinuousClock.Instant?
@@ -54,7 +55,11 @@ public final class Daemon: Sendable {
         // A worker that exits makes writes to its stdin fail with EPIPE instead of killing poold.
         signal(SIGPIPE, SIG_IGN)
         self.logger = logger
-        self.mutable = Mutex(Mutable(config: config))
+        let authorizer = Authorizer(config: config)
+        self.mutable = Mutex(Mutable(config: config, authorizer: authorizer))
+        if !authorizer.unknown.isEmpty {
+            logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
+        }
         let sqliteThreads = config.pools.reduce(0) { $0 + $1.limits.maxResources }
         self.threads = NIOThreadPool(numberOfThreads: min(max(sqliteThreads, 2), 32))
         threads.start()
@@ -122,6 +127,13 @@ public final class Daemon: Sendable {
     /// The whole reply line for one request.
     func handle(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?) async -> [UInt8] {
         let id = request.id
+        let role = mutable.withLock { $0.authorizer }.role(of: peer)
+        if let denial = authorize(request.command, role: role, peer: peer) {
+            logger.warning("denied", metadata: [
+                "uid": "\(peer.uid)", "pid": "\(peer.pid)", "op": "\(request.command.op.rawValue)", "role": "\(role)", "event": "denied",
+            ])
+            return Reply.error(id: id, code: .unauthorized, message: denial)
+        }
         switch request.command {
         case .ping:
             return Reply.pong(id: id)
@@ -216,6 +228,26 @@ public final class Daemon: Sendable {
             }
             return Reply.ok(id: id, [("finished", .int(finished))])
         }
+    }
+
+    /// Why `role` may not run `command`, or nil if it may. Checked before anything else, so
+    /// an observer's `cancel` of an unknown job is still `unauthorized`.
+    private func authorize(_ command: Command, role: Role, peer: Peer) -> String? {
+        let needed = Authorizer.required(for: command)
+        let who = "uid \(peer.uid) (pid \(peer.pid)) is \(role == .none ? "not in [access]" : "an \(role)")"
+        if role < needed {
+            return "\"\(command.op.rawValue)\" needs the \(needed) role; \(who)"
+        }
+        if role == .operator { return nil }
+        switch command {
+        case .cancel(let job):
+            if let submitter = jobs.peer(of: job), submitter.uid != peer.uid {
+                return "cancelling another user's job needs the operator role; \(who)"
+            }
+        default:
+            break
+        }
+        return nil
     }
 
     /// The executor a request's job should run on: its pool's, for SQL jobs.
@@ -566,7 +598,15 @@ public final class Daemon: Sendable {
         }
         var applied = new
         applied.daemon.controlSocket = old.daemon.controlSocket
-        mutable.withLock { $0.config = applied }
+        if old.access != new.access { changes.append("[access] updated") }
+        let authorizer = Authorizer(config: applied)
+        if !authorizer.unknown.isEmpty {
+            logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
+        }
+        mutable.withLock {
+            $0.config = applied
+            $0.authorizer = authorizer
+        }
         return changes
     }
 

@@ -7,11 +7,14 @@ public struct Peer: Sendable, Hashable {
     public var uid: UInt32
     public var gid: UInt32
     public var pid: Int32
+    /// Supplementary groups of the connecting process, read when it connected.
+    public var groups: [UInt32]
 
-    public init(uid: UInt32, gid: UInt32, pid: Int32) {
+    public init(uid: UInt32, gid: UInt32, pid: Int32, groups: [UInt32] = []) {
         self.uid = uid
         self.gid = gid
         self.pid = pid
+        self.groups = groups
     }
 
     static let unknown = Peer(uid: .max, gid: .max, pid: 0)

@@ -28,33 +28,13 @@ enum PG {
         _ = try run(ctl, arguments)
     }
 
-    /// Runs a helper script and returns its output. posix_spawn and waitpid rather than
-    /// Foundation's Process, whose waitUntilExit was seen to hang here on an exited child
-    /// while other threads were busy.
-    private static func run(_ program: String, _ arguments: [String]) throws -> String {
-        let directory = try DaemonProcess.makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let outPath = directory + "/out"
-        let errPath = directory + "/err"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv = ([program] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
-        guard rc == 0 else { throw TestFailure("cannot run \(program): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        guard status == 0 else {
-            let errors = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            throw TestFailure("\(program) \(arguments.joined(separator: " ")) failed (status \(status)): \(errors)")
+    /// Runs a helper script and returns its output; a non-zero exit is a failure.
+    static func run(_ program: String, _ arguments: [String]) throws -> String {
+        let result = try Program.run(program, arguments)
+        guard result.status == 0 else {
+            throw TestFailure("\(program) \(arguments.joined(separator: " ")) failed (status \(result.status)): \(result.err)")
         }
-        return output.trimmingCharacters(in: .whitespacesAndNewlines)
+        return result.out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Connections the server has for one application_name (each test uses its own).
@@ -121,4 +101,31 @@ func waitUntil(_ limit: Duration, _ condition: () throws -> Bool) rethrows -> Bo
         usleep(50_000)
     } while ContinuousClock.now < deadline
     return try condition()
+}
+
+/// Runs a program to its end. posix_spawn and waitpid rather than Foundation's Process,
+/// whose waitUntilExit was seen to hang here on an exited child while other threads were busy.
+enum Program {
+    static func run(_ program: String, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let outPath = directory + "/out"
+        let errPath = directory + "/err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv = ([program] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
+        guard rc == 0 else { throw TestFailure("cannot run \(program): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return ((status >> 8) & 0xFF, out, err)
+    }
 }

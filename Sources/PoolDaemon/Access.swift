@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ControlProtocol
+import PoolConfig
+
+/// What a peer may do: each role includes the ones below it.
+enum Role: Int, Sendable, Comparable, CustomStringConvertible {
+    case none = 0, observer, submitter, `operator`
+
+    static func < (a: Role, b: Role) -> Bool { a.rawValue < b.rawValue }
+
+    var description: String {
+        switch self {
+        case .none: "no role"
+        case .observer: "observer"
+        case .submitter: "submitter"
+        case .operator: "operator"
+        }
+    }
+}
+
+/// Maps a peer (SO_PEERCRED, plus its supplementary groups) to a role, from `[access]`.
+///
+/// Names are resolved once, when the config is loaded or reloaded. With `[access]`: root is
+/// always an operator; a user name matches that user, `@group` a member of the group (primary
+/// or supplementary), `*` anyone; the highest role that matches wins; nobody else has a role.
+/// Without it: root and poold's own user are operators, members of the socket's group
+/// submitters, and anyone who can open the socket an observer.
+struct Authorizer: Sendable {
+    struct Matcher: Sendable, Equatable {
+        var anyone = false
+        var uids: Set<UInt32> = []
+        var gids: Set<UInt32> = []
+
+        func matches(_ peer: Peer) -> Bool {
+            anyone || uids.contains(peer.uid) || gids.contains(peer.gid) || !gids.isDisjoint(with: peer.groups)
+        }
+    }
+
+    var operators = Matcher()
+    var submitters = Matcher()
+    var observers = Matcher()
+    /// Entries that name no user or group on this machine, for a warning.
+    var unknown: [String] = []
+
+    init(operators: Matcher, submitters: Matcher, observers: Matcher) {
+        self.operators = operators
+        self.submitters = submitters
+        self.observers = observers
+    }
+
+    init(config: Config) {
+        if let access = config.access {
+            operators = Self.resolve(access.operators, unknown: &unknown)
+            submitters = Self.resolve(access.submitters, unknown: &unknown)
+            observers = Self.resolve(access.observers, unknown: &unknown)
+        } else {
+            operators.uids = [0, getuid()]
+            if let name = config.daemon.socketGroup, let group = getgrnam(name) {
+                submitters.gids = [group.pointee.gr_gid]
+            } else {
+                submitters.gids = [getgid()]
+            }
+            observers.anyone = true
+        }
+    }
+
+    func role(of peer: Peer) -> Role {
+        if peer.uid == 0 || operators.matches(peer) { return .operator }
+        if submitters.matches(peer) { return .submitter }
+        if observers.matches(peer) { return .observer }
+        return .none
+    }
+
+    private static func resolve(_ entries: [String], unknown: inout [String]) -> Matcher {
+        var matcher = Matcher()
+        for entry in entries {
+            if entry == "*" {
+                matcher.anyone = true
+            } else if entry.hasPrefix("@") {
+                if let group = getgrnam(String(entry.dropFirst())) {
+                    matcher.gids.insert(group.pointee.gr_gid)
+                } else {
+                    unknown.append(entry)
+                }
+            } else if let user = getpwnam(entry) {
+                matcher.uids.insert(user.pointee.pw_uid)
+            } else {
+                unknown.append(entry)
+            }
+        }
+        return matcher
+    }
+
+    /// The role an op needs. `run` of ad-hoc SQL or input also needs `allow_adhoc` on the
+    /// pool (operators excepted); `cancel` of one's own job needs only submitter.
+    static func required(for command: Command) -> Role {
+        switch command {
+        case .ping, .status, .pools, .jobs, .stats, .metrics: .observer
+        case .runSQL, .runNamed, .runExec, .cancel: .submitter
+        case .pause, .resume, .resize, .reload, .drain: .operator
+        }
+    }
+}
+
+extension Peer {
+    /// The supplementary groups of a process, from /proc (empty if it is gone).
+    static func groups(of pid: Int32) -> [UInt32] {
+        guard pid > 0, let text = try? FileBytes.readText(path: "/proc/\(pid)/status", limit: 1 << 16) else { return [] }
+        for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
+            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
+        }
+        return []
+    }
+}
