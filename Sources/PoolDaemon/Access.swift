@@ -22,8 +22,8 @@ enum Role: Int, Sendable, Comparable, CustomStringConvertible {
 
 /// Maps a peer (SO_PEERCRED, plus its supplementary groups) to a role, from `[access]`.
 ///
-/// Names are resolved once, when the config is loaded or reloaded. With `[access]`: root is
-/// always an operator; a user name matches that user, `@group` a member of the group (primary
+/// Names are resolved once, when the config is loaded or reloaded. With `[access]`: root and
+/// poold's own user are always operators; a user name matches that user, `@group` a member of the group (primary
 /// or supplementary), `*` anyone; the highest role that matches wins; nobody else has a role.
 /// Without it: root and poold's own user are operators, members of the socket's group
 /// submitters, and anyone who can open the socket an observer.
@@ -66,8 +66,12 @@ struct Authorizer: Sendable {
         }
     }
 
+    /// poold's own user: always an operator, like root. `systemctl reload` runs `poolctl
+    /// reload` as this user, which could send poold SIGHUP (or SIGTERM) anyway.
+    let ownUID = getuid()
+
     func role(of peer: Peer) -> Role {
-        if peer.uid == 0 || operators.matches(peer) { return .operator }
+        if peer.uid == 0 || peer.uid == ownUID || operators.matches(peer) { return .operator }
         if submitters.matches(peer) { return .submitter }
         if observers.matches(peer) { return .observer }
         return .none

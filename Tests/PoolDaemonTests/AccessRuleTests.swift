@@ -24,6 +24,7 @@ struct AccessRuleTests {
         let authorizer = Authorizer(config: Config(path: "t.toml", access: AccessSettings(
             operators: ["root"], submitters: ["@root"], observers: ["no-such-user-here", "@no-such-group-here"])))
         #expect(authorizer.role(of: Peer(uid: 0, gid: 0, pid: 1)) == .operator)
+        #expect(authorizer.role(of: Peer(uid: getuid(), gid: 54_321, pid: 1)) == .operator, "poold's own user (systemctl reload runs poolctl as it)")
         #expect(authorizer.role(of: Peer(uid: 54_321, gid: 0, pid: 1)) == .submitter, "@root by primary group")
         #expect(authorizer.role(of: stranger) == Role.none, "not listed: no role at all")
         #expect(authorizer.unknown == ["no-such-user-here", "@no-such-group-here"])
