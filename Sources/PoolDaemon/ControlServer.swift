@@ -21,6 +21,7 @@ final class ControlServer: Service {
     let daemon: Daemon
     let socketPath: String
     let socketMode: UInt32
+    let socketGroup: String?
     let maxConnections: Int
     let maxInflight: Int
     let grace: Duration
@@ -33,6 +34,7 @@ final class ControlServer: Service {
         self.daemon = daemon
         self.socketPath = settings.controlSocket
         self.socketMode = settings.socketMode
+        self.socketGroup = settings.socketGroup
         self.maxConnections = settings.maxConnections
         self.maxInflight = settings.maxInflightPerConnection
         self.grace = settings.shutdownGrace
@@ -65,9 +67,28 @@ final class ControlServer: Service {
         }
         let directory = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if !directory.isEmpty { _ = mkdir(directory, 0o755) }
+        // The mode is set by the umask as the file is created: it is never, even for a
+        // moment, more open than socket_mode. The group can only be given once it exists,
+        // which widens access only to the group the config names.
         let previous = umask(mode_t(0o777 & ~socketMode))
-        defer { umask(previous) }
-        return try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+        let channel = try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+        umask(previous)
+        if let socketGroup { giveSocket(to: socketGroup) }
+        return channel
+    }
+
+    /// socket_group: the socket file's group. A failure is logged, and the socket keeps
+    /// poold's group (clients of that group only).
+    private func giveSocket(to name: String) {
+        guard let group = getgrnam(name) else {
+            daemon.logger.error("socket_group names no group on this machine; the socket keeps poold's group", metadata: ["socket_group": "\(name)"])
+            return
+        }
+        if chown(socketPath, uid_t.max, group.pointee.gr_gid) != 0 {
+            daemon.logger.error("cannot give the control socket to socket_group (poold must be a member of it); it keeps poold's group", metadata: [
+                "socket_group": "\(name)", "error": "\(String(cString: strerror(errno)))",
+            ])
+        }
     }
 
     func run() async throws {

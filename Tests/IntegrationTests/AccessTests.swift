@@ -95,6 +95,19 @@ struct AccessTests {
         #expect(daemon.log.contains("denied") && daemon.log.contains("uid=\(uid)"), "denials are not logged with the uid")
     }
 
+    @Test func theSocketHasTheConfiguredModeAndGroup() throws {
+        try Self.ensureUsers()
+        let daemon = try DaemonProcess(extra: """
+            socket_mode = "0660"
+            socket_group = "\(Self.submitterGroup)"
+            """)
+        var info = stat()
+        #expect(stat(daemon.socket, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o660, "mode \(String(info.st_mode & 0o777, radix: 8))")
+        #expect(info.st_gid == getgrnam(Self.submitterGroup)?.pointee.gr_gid, "group \(info.st_gid)")
+        #expect(try daemon.request(["op": .string("ping")]).ok)
+    }
+
     @Test func aSubmitterCannotCancelAnotherUsersJob() throws {
         try Self.ensureUsers()
         let daemon = try DaemonProcess(extra: """
