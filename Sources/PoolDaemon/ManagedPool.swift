@@ -127,47 +127,42 @@ final class ManagedPool: Sendable {
                 return try await connection.run(statements, transaction: transaction, on: threads, stop: stop)
             }
         case .postgres(let pool):
-            // A connection the server closed while it sat idle (a restart) is replaced, and
-            // the job takes the next one rather than failing on it.
-            var attempts = 0
-            while true {
-                do {
-                    return try await pool.withResource(stoppedBy: stop) { session in
-                        if session.isClosed { throw StaleConnection() }
-                        leased()
-                        return try await session.run(statements, transaction: transaction, stop: stop)
-                    }
-                } catch is StaleConnection where attempts < pool.limits.maxResources {
-                    attempts += 1
-                }
+            return try await Self.withLiveResource(pool, stop: stop, isDead: \.isClosed) { session in
+                leased()
+                return try await session.run(statements, transaction: transaction, stop: stop)
             }
         }
     }
 
     /// Runs one exec job: `input` to a worker, its output back. `leased` is called once a
-    /// worker is held. A worker that died while idle is replaced and the next one taken; a
-    /// worker is replaced after a failure, a stop, or `max_jobs_per_worker` jobs.
+    /// worker is held. A worker is replaced after a failure, a stop, or `max_jobs_per_worker`
+    /// jobs (the backend's `isBroken` and `shouldRetire`).
     func run(input: JSONValue, job: Int64, stop: CancelSignal, leased: @Sendable () -> Void) async throws -> JSONValue {
         guard case .exec(let pool) = engine else {
             throw PoolError(.badRequest, "pool \"\(name)\" is a \(kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
         }
+        return try await Self.withLiveResource(pool, stop: stop, isDead: \.process.hasExited) { worker in
+            leased()
+            return try worker.run(input: input, id: job, stop: stop)
+        }
+    }
+
+    /// `withResource`, skipping resources found dead when handed out (a connection the server
+    /// closed while it sat idle, a worker that exited): each is replaced, and the job takes the
+    /// next one rather than failing on it.
+    private static func withLiveResource<Backend: PoolBackend, R>(
+        _ pool: Pool<Backend, ContinuousClock>, stop: CancelSignal, isDead: (Backend.Resource) -> Bool,
+        _ body: (Backend.Resource) async throws -> R
+    ) async throws -> R {
         var attempts = 0
         while true {
-            let lease = try await pool.acquire(stoppedBy: stop)
-            let worker = lease.resource
-            if worker.process.hasExited, attempts < pool.limits.maxResources {
-                pool.release(lease, broken: true)
-                attempts += 1
-                continue
-            }
-            leased()
             do {
-                let output = try worker.run(input: input, id: job, stop: stop)
-                pool.release(lease, broken: worker.mustBeReplaced)
-                return output
-            } catch {
-                pool.release(lease, broken: error is WorkerFailed || worker.mustBeReplaced)
-                throw error
+                return try await pool.withResource(stoppedBy: stop) { resource in
+                    if isDead(resource) { throw DeadResource() }
+                    return try await body(resource)
+                }
+            } catch is DeadResource where attempts < pool.limits.maxResources {
+                attempts += 1
             }
         }
     }
@@ -190,9 +185,9 @@ final class ManagedPool: Sendable {
     }
 }
 
-/// A pooled connection found closed when a job took it.
-struct StaleConnection: Error, CustomStringConvertible {
-    var description: String { "the connection was closed by the server while idle" }
+/// A pooled resource found dead when a job took it; the backend's `isBroken` replaces it.
+struct DeadResource: Error, CustomStringConvertible {
+    var description: String { "every resource the pool handed out had died while idle" }
 }
 
 /// The set of running pools, by name, in the order they were started.

@@ -63,7 +63,8 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
 
     /// Runs `body` with a resource leased from the pool. The lease goes back on every path:
     /// return, throw, timeout and cancellation. If `body` throws an error that the backend
-    /// says broke the resource, the resource is closed and replaced instead.
+    /// says broke the resource, or succeeds on a resource the backend retires, the resource is
+    /// closed and replaced instead.
     @inlinable
     public func withResource<R>(
         isolation: isolated (any Actor)? = #isolation,
@@ -78,7 +79,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
             release(lease, broken: backend.isBroken(lease.resource, after: error))
             throw error
         }
-        release(lease)
+        release(lease, broken: backend.shouldRetire(lease.resource))
         return result
     }
 

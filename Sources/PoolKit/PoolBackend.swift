@@ -19,6 +19,10 @@ public protocol PoolBackend: Sendable {
     /// Whether a job that threw `error` while holding `resource` left it unusable, so that it
     /// is closed and replaced instead of going back to the pool.
     func isBroken(_ resource: Resource, after error: any Error) -> Bool
+
+    /// Whether a resource that just served a job successfully should be closed and replaced
+    /// rather than go back to the pool (a worker past `max_jobs_per_worker`).
+    func shouldRetire(_ resource: Resource) -> Bool
 }
 
 extension PoolBackend {
@@ -27,6 +31,8 @@ extension PoolBackend {
     public func isBroken(_ resource: Resource, after error: any Error) -> Bool {
         error is ResourceBroken
     }
+
+    public func shouldRetire(_ resource: Resource) -> Bool { false }
 
     /// The pool's view of an error `open` or `healthCheck` threw.
     public func failure(from error: any Error) -> BackendFailure {

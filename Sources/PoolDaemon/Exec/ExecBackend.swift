@@ -68,6 +68,10 @@ struct ExecBackend: PoolBackend {
         error is WorkerFailed || error is ResourceBroken || worker.mustBeReplaced
     }
 
+    func shouldRetire(_ worker: ExecWorker) -> Bool {
+        worker.mustBeReplaced
+    }
+
     /// `; its last stderr lines: a | b`, or nothing.
     static func tailText(_ lines: [String]) -> String {
         lines.isEmpty ? "" : "; its last stderr lines: " + lines.joined(separator: " | ")
