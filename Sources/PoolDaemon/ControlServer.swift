@@ -27,7 +27,7 @@ final class ControlServer: Service {
     let grace: Duration
     let group: MultiThreadedEventLoopGroup
     private let answering = Inflight()
-    private let connections = Atomic<Int>(0)
+    private let live = LiveConnections()
 
     init(daemon: Daemon, group: MultiThreadedEventLoopGroup) {
         let settings = daemon.config.daemon
@@ -65,6 +65,9 @@ final class ControlServer: Service {
             daemon.logger.notice("using the socket systemd passed", metadata: ["fd": "\(fd)"])
             return try await bootstrap.bind(fd, childChannelInitializer: initializer)
         }
+        if Self.isListening(socketPath) {
+            throw SocketInUse(path: socketPath)
+        }
         let directory = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if !directory.isEmpty { _ = mkdir(directory, 0o755) }
         // The mode is set by the umask as the file is created: it is never, even for a
@@ -75,6 +78,46 @@ final class ControlServer: Service {
         umask(previous)
         if let socketGroup { giveSocket(to: socketGroup) }
         return channel
+    }
+
+    /// Whether something accepts connections on `path`: a poold already running must not
+    /// have its socket taken over. A file left by one that was killed refuses connections,
+    /// and is replaced.
+    static func isListening(_ path: String) -> Bool {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            buffer.copyBytes(from: bytes)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return connected == 0
+    }
+
+    /// Raises the soft limit on open files to the hard one (systemd starts services at 1024
+    /// soft), and warns when even that is short of what the config may need: a descriptor per
+    /// connection, a few per pool resource, and some to spare.
+    static func raiseFileLimit(config: Config, logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let resources = config.pools.reduce(0) { $0 + $1.limits.maxResources }
+        let needed = config.daemon.maxConnections + 4 * resources + 64
+        if limit.rlim_cur != rlim_t.max && Int(limit.rlim_cur) < needed {
+            logger.warning("the open-file limit is below what max_connections and the pools may need; raise LimitNOFILE= or lower max_connections", metadata: [
+                "limit": "\(limit.rlim_cur)", "needed": "\(needed)",
+            ])
+        }
     }
 
     /// socket_group: the socket file's group. A failure is logged, and the socket keeps
@@ -101,19 +144,30 @@ final class ControlServer: Service {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        let count = connections.wrappingAdd(1, ordering: .relaxed).newValue
-                        group.addTask {
-                            defer { self.connections.wrappingSubtract(1, ordering: .relaxed) }
-                            if count > self.maxConnections {
+                        let count = daemon.metrics.controlConnections.wrappingAdd(1, ordering: .relaxed).newValue
+                        guard count <= maxConnections else {
+                            daemon.metrics.connectionRefused()
+                            group.addTask {
+                                defer { self.daemon.metrics.controlConnections.wrappingSubtract(1, ordering: .relaxed) }
                                 await self.refuse(connection)
-                            } else {
-                                await self.serve(connection)
                             }
+                            continue
+                        }
+                        // Registered before its task starts, so that stopping finds it.
+                        let live = live.add(connection.channel, inflightLimit: maxInflight)
+                        group.addTask {
+                            defer {
+                                self.live.remove(live)
+                                self.daemon.metrics.controlConnections.wrappingSubtract(1, ordering: .relaxed)
+                            }
+                            await self.serve(connection, live)
                         }
                     }
                 }
-                // Stopping: no new connections. Give running jobs their grace, then stop them.
+                // Stopping: no new connections. Give running jobs their grace, then stop them,
+                // then close every connection once it has its answers.
                 await finishJobs()
+                await closeConnections()
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -123,8 +177,8 @@ final class ControlServer: Service {
         }
     }
 
-    /// Waits for every answer, up to `shutdown_grace` (a second signal ends the grace early),
-    /// then stops the remaining jobs and waits for their answers.
+    /// Waits for every job to be answered, up to `shutdown_grace` (a second signal ends the
+    /// grace early), then stops the remaining jobs and waits for their answers.
     private func finishJobs() async {
         let deadline = ContinuousClock.now + grace
         while answering.count > 0 && ContinuousClock.now < deadline && !daemon.shutdown.isGraceSkipped && !Task.isCancelled {
@@ -139,21 +193,49 @@ final class ControlServer: Service {
         await answering.waitForFinalReplies()
     }
 
+    /// Closes every connection without losing a request it sent: each gets up to `linger` to
+    /// go quiet (nothing in flight, nothing new read), then its input is shut, whatever was
+    /// already read is answered (`shutting_down` for jobs), and it is closed once its answers
+    /// are written. One whose answers are still unwritten `flush` later does not read them
+    /// (or is gone) and is closed anyway, so that no client can hold poold up.
+    private func closeConnections() async {
+        let linger: Duration = daemon.shutdown.isGraceSkipped ? .zero : Self.stopLinger
+        await withDiscardingTaskGroup { group in
+            for connection in live.all {
+                group.addTask {
+                    if await !connection.close(linger: linger, flush: Self.stopFlush) {
+                        self.daemon.logger.warning("closed a connection that did not read its answers", metadata: [
+                            "uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)", "unwritten": "\(connection.slots.used)",
+                        ])
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long stopping waits for a connection to go quiet before shutting its input.
+    static let stopLinger: Duration = .seconds(1)
+    /// How long stopping waits, after shutting a connection's input, for its answers to be
+    /// written before closing it regardless.
+    static let stopFlush: Duration = .seconds(2)
+
     private func refuse(_ connection: NIOAsyncChannel<Frame, ByteBuffer>) async {
         try? await connection.executeThenClose { _, outbound in
             try await outbound.write(ByteBuffer(bytes: Reply.error(id: nil, code: .overloaded, message: "poold has \(self.maxConnections) connections open (max_connections); retry later")))
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<Frame, ByteBuffer>) async {
+    private func serve(_ connection: NIOAsyncChannel<Frame, ByteBuffer>, _ live: LiveConnection) async {
         let peer = await Self.peer(of: connection.channel)
+        live.peer = peer
         let jobs = ConnectionJobs()
         connection.channel.closeFuture.whenComplete { _ in jobs.cancelAll() }
-        let slots = Slots(limit: maxInflight)
+        let slots = live.slots
         let replies = ReplyWriter(channel: connection.channel)
         try? await connection.executeThenClose { inbound, _ in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await frame in inbound {
+                    live.frameRead()
                     // Every request holds a slot until the socket has taken its answer: beyond
                     // max_inflight_per_connection this connection is not read (back-pressure),
                     // and a client that never reads holds a bounded number of answers.
@@ -177,14 +259,20 @@ final class ControlServer: Service {
                             replies.send(await daemon.handle(request, peer: peer, owner: jobs), then: slots.release)
                             continue
                         }
+                        // A job counts as answered once its reply is queued: writing it is
+                        // the connection's business (stopping bounds it, see closeConnections).
+                        let (pool, refusal) = daemon.admit(request, peer: peer)
+                        if let refusal {
+                            replies.send(refusal, then: slots.release)
+                            continue
+                        }
                         let final = Self.isFinal(request.command)
                         answering.begin(final: final)
-                        group.addTask(executorPreference: daemon.executor(for: request.command)) {
+                        group.addTask(executorPreference: pool?.executor) {
                             let reply = await self.daemon.handle(request, peer: peer, owner: jobs)
-                            replies.send(reply) {
-                                slots.release()
-                                self.answering.end(final: final)
-                            }
+                            pool?.leave()
+                            replies.send(reply, then: slots.release)
+                            self.answering.end(final: final)
                         }
                     }
                 }
@@ -217,6 +305,14 @@ final class ControlServer: Service {
         } catch {
             return .unknown
         }
+    }
+}
+
+/// Another process accepts connections on the control socket's path.
+struct SocketInUse: Error, CustomStringConvertible {
+    var path: String
+    var description: String {
+        "something already accepts connections on \(path) (another poold?); stop it first, or give this one another control_socket"
     }
 }
 

@@ -49,11 +49,15 @@ public final class Daemon: Sendable {
     let shutdown = ShutdownControl()
     let clock = ContinuousClock()
     let startedAt = ContinuousClock.now
+    /// Denials are logged at most 20 at once and 2 a second after that: a client looping on
+    /// a forbidden op must not flood the journal.
+    private let denialLog = Mutex(LogBudget(burst: 20, perSecond: 2))
     private let mutable: Mutex<Mutable>
 
     public init(config: Config, logger: Logger) throws(PoolError) {
         // A worker that exits makes writes to its stdin fail with EPIPE instead of killing poold.
         signal(SIGPIPE, SIG_IGN)
+        ControlServer.raiseFileLimit(config: config, logger: logger)
         self.logger = logger
         let authorizer = Authorizer(config: config)
         self.mutable = Mutex(Mutable(config: config, authorizer: authorizer))
@@ -129,9 +133,7 @@ public final class Daemon: Sendable {
         let id = request.id
         let role = mutable.withLock { $0.authorizer }.role(of: peer)
         if let denial = authorize(request.command, role: role, peer: peer) {
-            logger.warning("denied", metadata: [
-                "uid": "\(peer.uid)", "pid": "\(peer.pid)", "op": "\(request.command.op.rawValue)", "role": "\(role)", "event": "denied",
-            ])
+            logDenial(request.command, role: role, peer: peer)
             return Reply.error(id: id, code: .unauthorized, message: denial)
         }
         switch request.command {
@@ -230,6 +232,18 @@ public final class Daemon: Sendable {
         }
     }
 
+    /// One warning per denial, with the peer's uid and pid, within `denialLog`'s budget; the
+    /// next one let through says how many were suppressed.
+    private func logDenial(_ command: Command, role: Role, peer: Peer) {
+        let (allowed, suppressed) = denialLog.withLock { $0.take(at: .now) }
+        guard allowed else { return }
+        var metadata: Logger.Metadata = [
+            "uid": "\(peer.uid)", "pid": "\(peer.pid)", "op": "\(command.op.rawValue)", "role": "\(role)", "event": "denied",
+        ]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        logger.warning(suppressed > 0 ? "denied (and \(suppressed) denials before it not logged: more than 2/s)" : "denied", metadata: metadata)
+    }
+
     /// Why `role` may not run `command`, or nil if it may. Checked before anything else, so
     /// an observer's `cancel` of an unknown job is still `unauthorized`.
     private func authorize(_ command: Command, role: Role, peer: Peer) -> String? {
@@ -250,14 +264,25 @@ public final class Daemon: Sendable {
         return nil
     }
 
-    /// The executor a request's job should run on: its pool's, for SQL jobs.
-    func executor(for command: Command) -> (any TaskExecutor)? {
+    /// The pool a job request runs on, if it names one that exists.
+    func pool(for command: Command) -> ManagedPool? {
         switch command {
-        case .runSQL(let pool, _, _, _, _): pools.named(pool)?.executor
-        case .runExec(let pool, _, _): pools.named(pool)?.executor
-        case .runNamed(let job, _, _): config.job(named: job).flatMap { pools.named($0.pool)?.executor }
+        case .runSQL(let pool, _, _, _, _): pools.named(pool)
+        case .runExec(let pool, _, _): pools.named(pool)
+        case .runNamed(let job, _, _): config.job(named: job).flatMap { pools.named($0.pool) }
         default: nil
         }
+    }
+
+    /// Admits a job request to its pool (`ManagedPool.admit`): the pool to `leave` once it is
+    /// answered, or the `overloaded` reply. Authorization comes first, as for every request.
+    func admit(_ request: ControlRequest, peer: Peer) -> (pool: ManagedPool?, refusal: [UInt8]?) {
+        guard let pool = pool(for: request.command) else { return (nil, nil) }
+        let role = mutable.withLock { $0.authorizer }.role(of: peer)
+        if authorize(request.command, role: role, peer: peer) != nil { return (nil, nil) }
+        guard let refusal = pool.admit() else { return (pool, nil) }
+        metrics.record(pool: pool.name, outcome: .overloaded, timing: JobTiming())
+        return (nil, Reply.error(id: request.id, code: refusal.code, message: refusal.message))
     }
 
     private func select(_ pool: String?) -> [ManagedPool]? {

@@ -22,6 +22,18 @@ final class DaemonMetrics: Sendable {
     }
 
     private let collectors = Mutex<[String: PoolCollectors]>([:])
+    /// Control connections open, counting one being refused until it is closed.
+    let controlConnections = Atomic<Int>(0)
+    private let refusedConnections: Counter
+
+    init() {
+        let refused = MetricNameDescriptor(namespace: "poold", subsystem: "control", metricName: "connections_refused", unitName: "total", helpText: "Control connections refused at max_connections.")
+        refusedConnections = registry.makeCounter(descriptor: refused)
+    }
+
+    func connectionRefused() {
+        refusedConnections.increment()
+    }
 
     func collectors(for pool: String) -> PoolCollectors {
         if let existing = collectors.withLock({ $0[pool] }) { return existing }
@@ -63,6 +75,8 @@ final class DaemonMetrics: Sendable {
             gauge("max", "The pool's max.", s.max)
             gauge("degraded", "1 while the pool cannot open resources.", s.health == .degraded ? 1 : 0)
         }
+        let open = MetricNameDescriptor(namespace: "poold", subsystem: "control", metricName: "connections", unitName: "", helpText: "Control connections open.")
+        registry.makeGauge(descriptor: open).set(Int64(controlConnections.load(ordering: .relaxed)))
         return registry.emitToString()
     }
 }

@@ -52,6 +52,8 @@ final class ManagedPool: Sendable {
     /// connections and of the control server (PostgreSQL).
     let executor: (any TaskExecutor)?
     private let current: Mutex<PoolSettings>
+    /// Jobs admitted from control connections and not answered yet (see `admit`).
+    private let admitted = Atomic<Int>(0)
 
     init(settings: PoolSettings, threads: NIOThreadPool, loops: any EventLoopGroup, logger: Logger) throws(PoolError) {
         self.name = settings.name
@@ -104,6 +106,24 @@ final class ManagedPool: Sendable {
     }
 
     var settings: PoolSettings { current.withLock { $0 } }
+
+    /// Admits one job, or refuses it with `overloaded` once `max` + `max_waiters` jobs are
+    /// admitted and unanswered. Checked on the control connection before the job moves to
+    /// the pool's executor: jobs queued behind busy SQLite threads are not waiters of the
+    /// pool yet, and would otherwise be bounded only by the connection limits.
+    func admit() -> PoolError? {
+        let count = admitted.wrappingAdd(1, ordering: .relaxed).newValue
+        let limits = pool.limits
+        guard count > limits.maxResources + limits.maxWaiters else { return nil }
+        admitted.wrappingSubtract(1, ordering: .relaxed)
+        statistics.record(.overloaded, JobTiming(), acquired: false, ran: false)
+        return PoolError(.overloaded, "pool \"\(name)\" already has \(count - 1) jobs running or waiting (max = \(limits.maxResources), max_waiters = \(limits.maxWaiters)); retry later, or raise max_waiters or max")
+    }
+
+    /// The end of a job `admit` let in.
+    func leave() {
+        admitted.wrappingSubtract(1, ordering: .relaxed)
+    }
 
     /// Whether a reload can apply `new` to this pool live (same kind and backend target).
     func canApplyLive(_ new: PoolSettings) -> Bool {

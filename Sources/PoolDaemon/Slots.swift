@@ -16,6 +16,9 @@ final class Slots: Sendable {
         self.limit = limit
     }
 
+    /// Slots in use: requests read whose answers the socket has not taken yet.
+    var used: Int { state.withLock { $0.used } }
+
     /// Takes a slot without suspending when one is free (the common case): a continuation
     /// that resumes at once still costs the task a trip through its executor.
     func acquire() async {

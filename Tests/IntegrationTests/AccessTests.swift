@@ -1,6 +1,7 @@
 import ControlClient
 import ControlProtocol
 import Foundation
+import Synchronization
 import Testing
 
 /// Roles from peer credentials (issue 8): real clients run as different users through the
@@ -41,10 +42,7 @@ struct AccessTests {
             observers = ["poold-t-obs"]
             """)
         // Other users must reach the socket and run poolctl: a copy they may execute.
-        chmod(daemon.directory, 0o755)
-        let poolctl = daemon.directory + "/poolctl"
-        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent("poolctl").path, toPath: poolctl)
-        chmod(poolctl, 0o755)
+        let poolctl = try Self.installPoolctl(for: daemon)
         _ = try daemon.sqlite("CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v TEXT)")
 
         enum Needs { case observer, submitter, `operator` }
@@ -116,10 +114,7 @@ struct AccessTests {
             [access]
             submitters = ["@\(Self.submitterGroup)"]
             """)
-        chmod(daemon.directory, 0o755)
-        let poolctl = daemon.directory + "/poolctl"
-        try FileManager.default.copyItem(atPath: URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent("poolctl").path, toPath: poolctl)
-        chmod(poolctl, 0o755)
+        let poolctl = try Self.installPoolctl(for: daemon)
         // root's job, running.
         let client = try daemon.client()
         try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 10))])))
@@ -142,5 +137,87 @@ struct AccessTests {
         // root (always an operator) may.
         #expect(try daemon.request(["op": .string("cancel"), "job": .int(job)]).ok)
         #expect(try client.readReply(timeout: .seconds(10))?.errorCode == "cancelled")
+    }
+}
+
+extension AccessTests {
+    @Test func aSubmitterMayCancelItsOwnJob() throws {
+        try Self.ensureUsers()
+        let daemon = try DaemonProcess(extra: """
+            socket_mode = "0666"
+
+            [access]
+            submitters = ["@\(Self.submitterGroup)"]
+            """)
+        let poolctl = try Self.installPoolctl(for: daemon)
+        guard let uid = getpwnam("poold-t-sub")?.pointee.pw_uid else { throw TestFailure("no poold-t-sub") }
+        // The submitter's own job, from its own poolctl, still running.
+        let outcome = Mutex<(status: Int32, reply: String)?>(nil)
+        let socket = daemon.socket
+        let running = Background {
+            let result = try? Self.poolctl("poold-t-sub", poolctl, socket, ["run", "main", busySQL(millions: 10)])
+            outcome.withLock { $0 = result ?? (-1, "poolctl did not run") }
+        }
+        var job: Int64?
+        _ = waitUntil(.seconds(10)) {
+            guard case .array(let list)? = try? daemon.request(["op": .string("jobs")])["jobs"] else { return false }
+            for case .object(let entry) in list {
+                if case .object(let peer)? = entry["peer"], peer["uid"] == .int(Int64(uid)), case .int(let id)? = entry["job"] { job = id }
+            }
+            return job != nil
+        }
+        guard let job else {
+            Issue.record("the submitter's job never showed in jobs")
+            return
+        }
+        let (status, reply) = try Self.poolctl("poold-t-sub", poolctl, daemon.socket, ["cancel", "\(job)"])
+        #expect(status == 0 && !reply.contains("unauthorized"), "a submitter may cancel its own job: \(reply)")
+        #expect(running.wait(.seconds(10)), "the cancelled job's poolctl returned")
+        let answer = outcome.withLock { $0 }
+        #expect(answer?.reply.contains("\"cancelled\"") == true, "its client was told: \(String(describing: answer))")
+    }
+
+    @Test func deniedRequestsAreLoggedWithinABudget() throws {
+        try Self.ensureUsers()
+        let daemon = try DaemonProcess(extra: """
+            socket_mode = "0666"
+
+            [access]
+            observers = ["poold-t-obs"]
+            """)
+        chmod(daemon.directory, 0o755)
+        // 200 forbidden requests on one connection, as fast as the observer can send them.
+        let flood = """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+            s.sendall(b''.join(b'{"id":%d,"op":"pause"}\\n' % i for i in range(200)))
+            s.shutdown(socket.SHUT_WR)
+            data = b''
+            while True:
+                chunk = s.recv(65536)
+                if not chunk: break
+                data += chunk
+            print(data.count(b'"unauthorized"'))
+            """
+        let result = try Program.run("/usr/bin/setpriv", ["--reuid=poold-t-obs", "--regid=poold-t-obs", "--init-groups", "--", "/usr/bin/python3", "-c", flood, daemon.socket])
+        #expect(result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "every request answered unauthorized: \(result.out) \(result.err)")
+        let logged = daemon.log.split(separator: "\n").filter { $0.contains("denied") }.count
+        #expect(logged >= 20 && logged <= 25, "\(logged) denials logged of 200 (burst 20, then 2/s)")
+        // Once the budget refills, the next denial is logged and says how many were not.
+        usleep(1_100_000)
+        let (_, reply) = try Self.poolctl("poold-t-obs", Self.installPoolctl(for: daemon), daemon.socket, ["pause"])
+        #expect(reply.contains("unauthorized"))
+        #expect(daemon.log.contains("denials before it not logged"), "the suppressed count is reported")
+    }
+
+    /// A copy of poolctl the test users may run, in the daemon's directory (made reachable).
+    static func installPoolctl(for daemon: DaemonProcess) throws -> String {
+        chmod(daemon.directory, 0o755)
+        let poolctl = daemon.directory + "/poolctl"
+        if !FileManager.default.fileExists(atPath: poolctl) {
+            try FileManager.default.copyItem(atPath: URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent("poolctl").path, toPath: poolctl)
+        }
+        chmod(poolctl, 0o755)
+        return poolctl
     }
 }

@@ -295,7 +295,8 @@ struct DaemonTests {
     }
 
     @Test func sigtermLetsJobsFinishWithinTheGraceAndCancelsTheRest() throws {
-        let daemon = try DaemonProcess(grace: "1.5s")
+        // The grace leaves the quick job (about 0.4 s here) room on a busy machine.
+        let daemon = try DaemonProcess(grace: "3s")
         #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
         let quick = try daemon.client()
         let slow = try daemon.client()
@@ -311,7 +312,7 @@ struct DaemonTests {
         #expect(quickReply.ok, "a job that ends within the grace succeeds: \(quickReply)")
         #expect(slowReply.errorCode == "cancelled", "\(slowReply)")
         #expect(status == 0)
-        #expect(elapsed < .milliseconds(2000), "grace + 0.5s; took \(elapsed)")
+        #expect(elapsed < .milliseconds(4500), "grace + 1.5s; took \(elapsed)")
         #expect(!FileManager.default.fileExists(atPath: daemon.socket), "the socket file is gone")
         #expect(try daemon.sqlite("SELECT count(*) FROM kv") == "0", "no half-applied transaction")
         #expect(daemon.log.contains("stopped after"))

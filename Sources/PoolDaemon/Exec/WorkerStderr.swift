@@ -16,9 +16,7 @@ final class WorkerStderr: Sendable {
     private struct State {
         var tail = Deque<String>()
         var closed = false
-        var tokens = WorkerStderr.burst
-        var refilled = ContinuousClock.now
-        var suppressed = 0
+        var budget = LogBudget(burst: WorkerStderr.burst, perSecond: WorkerStderr.perSecond)
     }
 
     private let state = Mutex(State())
@@ -51,18 +49,7 @@ final class WorkerStderr: Sendable {
         let (log, suppressedBefore) = state.withLock { state -> (Bool, Int) in
             state.tail.append(text.count > 200 ? String(text.prefix(200)) + "…" : text)
             if state.tail.count > Self.tailLines { state.tail.removeFirst() }
-            let now = ContinuousClock.now
-            let elapsed = state.refilled.duration(to: now)
-            state.refilled = now
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            state.tokens = min(Self.burst, state.tokens + seconds * Self.perSecond)
-            guard state.tokens >= 1 else {
-                state.suppressed += 1
-                return (false, 0)
-            }
-            state.tokens -= 1
-            defer { state.suppressed = 0 }
-            return (true, state.suppressed)
+            return state.budget.take(at: .now)
         }
         if suppressedBefore > 0 {
             logger.warning("worker stderr: \(suppressedBefore) lines suppressed (more than \(Int(Self.perSecond))/s)")
@@ -75,8 +62,7 @@ final class WorkerStderr: Sendable {
     fileprivate func markClosed() {
         let suppressed = state.withLock { state -> Int in
             state.closed = true
-            defer { state.suppressed = 0 }
-            return state.suppressed
+            return state.budget.takeSuppressed()
         }
         if suppressed > 0 {
             logger.warning("worker stderr: \(suppressed) lines suppressed (more than \(Int(Self.perSecond))/s)")

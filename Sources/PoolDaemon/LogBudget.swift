@@ -1,0 +1,40 @@
+/// A token bucket for log lines that a peer can cause at will (a worker's stderr, denied
+/// requests): `burst` lines at once and `perSecond` after that. Lines it refuses are counted,
+/// so the next line let through can say how many were suppressed.
+struct LogBudget: Sendable {
+    let burst: Double
+    let perSecond: Double
+    private var tokens: Double
+    private var refilled: ContinuousClock.Instant
+    /// Lines refused since the last one let through.
+    private(set) var suppressed = 0
+
+    init(burst: Double, perSecond: Double, now: ContinuousClock.Instant = .now) {
+        self.burst = burst
+        self.perSecond = perSecond
+        self.tokens = burst
+        self.refilled = now
+    }
+
+    /// Whether a line may be logged at `now`, and if so how many were suppressed before it.
+    mutating func take(at now: ContinuousClock.Instant) -> (allowed: Bool, suppressedBefore: Int) {
+        let elapsed = refilled.duration(to: now)
+        refilled = now
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        tokens = min(burst, tokens + max(0, seconds) * perSecond)
+        guard tokens >= 1 else {
+            suppressed += 1
+            return (false, 0)
+        }
+        tokens -= 1
+        defer { suppressed = 0 }
+        return (true, suppressed)
+    }
+
+    /// The count of lines refused since the last one let through, reset to zero (for a
+    /// closing summary).
+    mutating func takeSuppressed() -> Int {
+        defer { suppressed = 0 }
+        return suppressed
+    }
+}
