@@ -1,19 +1,36 @@
 import Synchronization
 
-/// The jobs one connection has in flight, so that a disconnect cancels them.
+/// The jobs one connection has in flight, so that a disconnect cancels them — including one
+/// that registers after the disconnect.
 final class ConnectionJobs: Sendable {
-    private let jobs = Mutex<[Int64: CancelSignal]>([:])
+    private struct State {
+        var jobs: [Int64: CancelSignal] = [:]
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Whether the client has gone: nothing sent from now on can be answered.
+    var isClosed: Bool { state.withLock { $0.closed } }
 
     func add(_ job: Int64, _ signal: CancelSignal) {
-        jobs.withLock { $0[job] = signal }
+        let closed = state.withLock { state -> Bool in
+            if !state.closed { state.jobs[job] = signal }
+            return state.closed
+        }
+        if closed { signal.fire(.disconnected) }
     }
 
     func remove(_ job: Int64) {
-        jobs.withLock { _ = $0.removeValue(forKey: job) }
+        state.withLock { _ = $0.jobs.removeValue(forKey: job) }
     }
 
+    /// The client is gone: every job in flight is stopped, and every later one at once.
     func cancelAll() {
-        let signals = jobs.withLock { Array($0.values) }
+        let signals = state.withLock { state -> [CancelSignal] in
+            state.closed = true
+            return Array(state.jobs.values)
+        }
         for signal in signals { signal.fire(.disconnected) }
     }
 }

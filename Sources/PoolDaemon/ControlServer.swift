@@ -28,6 +28,10 @@ final class ControlServer: Service {
     let group: MultiThreadedEventLoopGroup
     private let answering = Inflight()
     private let live = LiveConnections()
+    /// Connections accepted so far (to tell when the backlog is empty, when stopping).
+    private let accepted = Atomic<Int>(0)
+    /// Opened when graceful shutdown begins (after the socket path is unlinked).
+    private let stopping = Latch()
 
     init(daemon: Daemon, group: MultiThreadedEventLoopGroup) {
         let settings = daemon.config.daemon
@@ -50,17 +54,24 @@ final class ControlServer: Service {
     /// Takes the socket systemd passed, or binds the configured path with the configured
     /// mode: the umask makes the file appear with its final permissions, so there is no
     /// moment at which it is more open than configured.
-    func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<Frame, ByteBuffer>, Never> {
+    ///
+    /// Accepted connections come out as plain channels, not reading yet (`autoRead` off):
+    /// `serve` wraps each in its own task. An `NIOAsyncChannel` made in the child initializer
+    /// crashes poold when the listener closes between accepting a connection and handing it
+    /// over (apple/swift-nio#2813); a plain channel can be dropped safely.
+    func bind() async throws -> NIOAsyncChannel<any Channel, Never> {
         let maxLine = LineFramer.maxLineBytes
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<Frame, ByteBuffer>> = { channel in
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: maxLine)))
-                return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+                try channel.pipeline.syncOperations.addHandler(EarlyInbound())
+                return channel
             }
         }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.autoRead, value: false)
         if let fd = activatedSocket {
             daemon.logger.notice("using the socket systemd passed", metadata: ["fd": "\(fd)"])
             return try await bootstrap.bind(fd, childChannelInitializer: initializer)
@@ -143,24 +154,28 @@ final class ControlServer: Service {
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
+                    group.addTask {
+                        await self.closeListenerWhenStopping(server.channel, drainBacklog: !systemdOwnsSocket)
+                    }
+                    for try await channel in inbound {
+                        accepted.wrappingAdd(1, ordering: .relaxed)
                         let count = daemon.metrics.controlConnections.wrappingAdd(1, ordering: .relaxed).newValue
                         guard count <= maxConnections else {
                             daemon.metrics.connectionRefused()
                             group.addTask {
                                 defer { self.daemon.metrics.controlConnections.wrappingSubtract(1, ordering: .relaxed) }
-                                await self.refuse(connection)
+                                await self.refuse(channel)
                             }
                             continue
                         }
                         // Registered before its task starts, so that stopping finds it.
-                        let live = live.add(connection.channel, inflightLimit: maxInflight)
+                        let live = live.add(channel, inflightLimit: maxInflight)
                         group.addTask {
                             defer {
                                 self.live.remove(live)
                                 self.daemon.metrics.controlConnections.wrappingSubtract(1, ordering: .relaxed)
                             }
-                            await self.serve(connection, live)
+                            await self.serve(channel, live)
                         }
                     }
                 }
@@ -173,8 +188,27 @@ final class ControlServer: Service {
         } onGracefulShutdown: {
             self.daemon.beginStop()
             if !systemdOwnsSocket { unlink(self.socketPath) }
-            server.channel.close(promise: nil)
+            self.stopping.open()
         }
+    }
+
+    /// Once stopping, closes the listener — after accepting what is already in its backlog
+    /// (DESIGN §3) when poold owns the socket: its path is gone, so nothing new can join the
+    /// backlog, and it is empty once no connection has come for 50 ms (1 s at most). Under
+    /// socket activation systemd keeps the socket, and what waits in it is for the next poold.
+    private func closeListenerWhenStopping(_ listener: any Channel, drainBacklog: Bool) async {
+        await stopping.waitUnlessCancelled()
+        if drainBacklog {
+            let end = ContinuousClock.now + .seconds(1)
+            var seen = accepted.load(ordering: .relaxed)
+            while ContinuousClock.now < end && !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                let now = accepted.load(ordering: .relaxed)
+                if now == seen { break }
+                seen = now
+            }
+        }
+        listener.close(promise: nil)
     }
 
     /// Waits for every job to be answered, up to `shutdown_grace` (a second signal ends the
@@ -219,13 +253,29 @@ final class ControlServer: Service {
     /// written before closing it regardless.
     static let stopFlush: Duration = .seconds(2)
 
-    private func refuse(_ connection: NIOAsyncChannel<Frame, ByteBuffer>) async {
-        try? await connection.executeThenClose { _, outbound in
-            try await outbound.write(ByteBuffer(bytes: Reply.error(id: nil, code: .overloaded, message: "poold has \(self.maxConnections) connections open (max_connections); retry later")))
-        }
+    private func refuse(_ channel: any Channel) async {
+        let line = Reply.error(id: nil, code: .overloaded, message: "poold has \(maxConnections) connections open (max_connections); retry later")
+        try? await channel.writeAndFlush(ByteBuffer(bytes: line)).get()
+        try? await channel.close()
     }
 
-    private func serve(_ connection: NIOAsyncChannel<Frame, ByteBuffer>, _ live: LiveConnection) async {
+    /// Puts the async wrapper on an accepted channel, passes it what arrived so far
+    /// (`EarlyInbound`) and starts reading.
+    private static func wrap(_ channel: any Channel) async throws -> NIOAsyncChannel<Frame, ByteBuffer> {
+        try await channel.eventLoop.submit {
+            let early = try channel.pipeline.syncOperations.handler(type: EarlyInbound.self)
+            let wrapped = try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+            early.release()
+            try channel.syncOptions?.setOption(.autoRead, value: true)
+            return wrapped
+        }.get()
+    }
+
+    private func serve(_ channel: any Channel, _ live: LiveConnection) async {
+        guard let connection = try? await Self.wrap(channel) else {
+            try? await channel.close()
+            return
+        }
         let peer = await Self.peer(of: connection.channel)
         live.peer = peer
         let jobs = ConnectionJobs()
@@ -235,6 +285,10 @@ final class ControlServer: Service {
         try? await connection.executeThenClose { inbound, _ in
             try await withThrowingDiscardingTaskGroup { group in
                 for try await frame in inbound {
+                    // A client that closed its connection is gone: what it sent but poold had
+                    // not handled yet (NIO reads the rest of the input when a write fails)
+                    // has no one to answer to, and must not run.
+                    if jobs.isClosed { break }
                     live.frameRead()
                     // Every request holds a slot until the socket has taken its answer: beyond
                     // max_inflight_per_connection this connection is not read (back-pressure),

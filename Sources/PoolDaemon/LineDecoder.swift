@@ -71,3 +71,51 @@ struct LineDecoder: ByteToMessageDecoder {
         context.fireChannelRead(wrapInboundOut(.line(line)))
     }
 }
+
+/// Holds what arrives on an accepted connection until `ControlServer.serve` has wrapped it
+/// in an `NIOAsyncChannel`, then passes everything on. The wrapper cannot be made in the
+/// child initializer (a listener closing between accept and hand-over crashes poold there,
+/// apple/swift-nio#2813), and a connection is not quiet until then: at a half-close NIO reads
+/// all input at once whether reads are wanted or not, so lines and the end of input must be
+/// kept, not dropped at the pipeline's tail.
+final class EarlyInbound: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias InboundOut = Frame
+
+    private var context: ChannelHandlerContext?
+    private var held: [Frame] = []
+    private var events: [Any] = []
+    private var passing = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if passing { context.fireChannelRead(data) } else { held.append(unwrapInboundIn(data)) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if passing { context.fireChannelReadComplete() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if passing { context.fireUserInboundEventTriggered(event) } else { events.append(event) }
+    }
+
+    /// From now on everything passes; what was held goes first, in order. On the event loop.
+    func release() {
+        passing = true
+        guard let context else { return }
+        let frames = held, events = events
+        held = []
+        self.events = []
+        for frame in frames { context.fireChannelRead(wrapInboundOut(frame)) }
+        if !frames.isEmpty { context.fireChannelReadComplete() }
+        for event in events { context.fireUserInboundEventTriggered(event) }
+    }
+}

@@ -222,8 +222,15 @@ final class SQLiteConnection: @unchecked Sendable {
             return .interrupted
         }
         var message = String(cString: sqlite3_errmsg(handle))
-        if primary == SQLITE_BUSY {
+        switch primary {
+        case SQLITE_BUSY:
             message += " (another connection held the lock past busy_timeout; retry, or raise busy_timeout)"
+        case SQLITE_FULL:
+            message += " (the filesystem holding \(path) has no space left; free space there, then retry: nothing of this statement was kept)"
+        case SQLITE_IOERR:
+            message += " (reading or writing \(path) failed; check the disk and the kernel log)"
+        default:
+            break
         }
         return .sql(code: primary, extendedCode: rc, message: message)
     }

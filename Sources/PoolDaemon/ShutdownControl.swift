@@ -26,6 +26,8 @@ final class Latch: Sendable {
     private struct State {
         var isOpen = false
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var cancellable: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextID = 0
     }
 
     private let state = Mutex(State())
@@ -35,8 +37,11 @@ final class Latch: Sendable {
     func open() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.isOpen = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
+            defer {
+                state.waiters.removeAll()
+                state.cancellable.removeAll()
+            }
+            return state.waiters + state.cancellable.values
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -49,6 +54,26 @@ final class Latch: Sendable {
                 return false
             }
             if open { continuation.resume() }
+        }
+    }
+
+    /// Like `wait()`, but returns early if the task is cancelled.
+    func waitUnlessCancelled() async {
+        let id = state.withLock { state -> Int in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.isOpen || Task.isCancelled { return true }
+                    state.cancellable[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.cancellable.removeValue(forKey: id) }?.resume()
         }
     }
 }

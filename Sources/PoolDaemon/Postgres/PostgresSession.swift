@@ -240,6 +240,7 @@ final class PostgresSession: Sendable {
 
     private static func connectionFailure(_ error: any Error) -> String {
         if let batch = error as? BatchFailure { return batch.message }
+        if let broken = error as? ResourceBroken { return broken.reason }
         return PostgresBackend.describe(error)
     }
 
