@@ -7,7 +7,7 @@ FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test deps build bench bench-daemon fuzz install clean
+.PHONY: run test soak deps build bench bench-daemon fuzz install clean
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -34,15 +34,26 @@ test: build
 	scripts/with-postgres.sh $(SWIFT) test --skip-build
 	tests/systemd-it.sh
 
+# Shutdown soak, not part of `make test`: CYCLES (100) times, poold with a SQLite, a PostgreSQL
+# (throwaway cluster) and an exec pool under pipelined load gets SIGTERM (twice in a third of
+# the cycles); every request sent must be answered once, nothing may leak, both databases must
+# hold whole transactions only. SOAK_SEED=N repeats a run's random choices (delays, double
+# signals, request mix; thread timing still varies); a failed cycle keeps its temp dir.
+soak: deps
+	$(SWIFT) build --product poold
+	scripts/with-postgres.sh tests/soak.py
+
 # Pool benchmarks (ordo-one/benchmark) in their own package, so `make test` never builds them:
 # our pool against PostgresNIO's ConnectionPool on the same workload, in the same run.
 bench: deps
 	cd $(BENCH_DIR) && $(SWIFT) package --allow-writing-to-package-directory benchmark --format markdown --no-progress
 
 # loadgen against a release poold with a SQLite pool (ping and point reads, idle RSS, stop time)
-# and a PostgreSQL pool, side by side with pgbench on a throwaway cluster (scripts/with-postgres.sh).
+# and a PostgreSQL pool, side by side with pgbench on a throwaway cluster (scripts/with-postgres.sh);
+# then the AbuseTests suite against that release poold, for its ping latency under abuse.
 bench-daemon: deps
 	$(SWIFT) build -c release --product poold
+	$(SWIFT) build --build-tests
 	cd $(BENCH_DIR) && $(SWIFT) build -c release --product PostgresDirect
 	scripts/with-postgres.sh scripts/bench-daemon.sh
 

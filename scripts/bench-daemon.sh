@@ -187,3 +187,15 @@ fi
 if grep -qiE 'error|critical' "$WORK/poold.log"; then
   echo "== poold log errors:"; grep -iE 'error|critical' "$WORK/poold.log" | tail -20
 fi
+
+# Limits under abuse, against this release poold: the AbuseTests suite (debug test build from
+# `make test`, the daemon it starts is POOLD_BIN) with its fresh-client ping probe throughout.
+echo "== limits under abuse (AbuseTests against the release poold; target: a fresh client's ping within 100 ms throughout)"
+TEST_SCRATCH=${TEST_SCRATCH:-.build}
+if POOLD_BIN="$BIN/poold" swift test --skip-build --scratch-path "$TEST_SCRATCH" --filter AbuseTests > "$WORK/abuse.out" 2>&1; then
+  grep -E 'probe pings|SIGTERM with' "$WORK/abuse.out" | sed 's/^/   /'
+  awk '/probe pings/ { for (i = 1; i < NF; i++) if ($i == "worst") { v = $(i + 1) + 0; if (v > worst) worst = v } }
+       END { printf "-> worst fresh-client ping under abuse: %.1f ms (target < 100 ms): %s\n", worst, (worst < 100) ? "met" : "NOT met" }' "$WORK/abuse.out"
+else
+  echo "   the AbuseTests suite failed:"; grep -E '✘' "$WORK/abuse.out" | head -20
+fi
