@@ -81,12 +81,16 @@ public final class ControlClient {
     /// The next line (without "\n"), or nil at EOF.
     public func readLine(timeout: Duration? = nil) throws(Failure) -> [UInt8]? {
         let deadline = timeout.map { ContinuousClock.now + $0 }
+        // Bytes already searched for "\n": a long answer arrives in many reads, and must not
+        // be searched again from its start after each one.
+        var scanned = 0
         while true {
-            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            if let newline = buffer[scanned...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = Array(buffer[..<newline])
                 buffer.removeSubrange(...newline)
                 return line
             }
+            scanned = buffer.count
             var wait: Int32 = -1
             if let deadline {
                 let left = ContinuousClock.now.duration(to: deadline)

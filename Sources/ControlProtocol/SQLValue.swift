@@ -23,6 +23,27 @@ public enum SQLValue: Sendable, Hashable {
         case .json(let value): value
         }
     }
+
+    /// About how many bytes the value takes in a reply (escapes not counted): enough to keep
+    /// a result within a bound without writing it first.
+    public var replyBytes: Int {
+        switch self {
+        case .null, .bool: 5
+        case .int, .double: 20
+        case .text(let s): s.utf8.count + 3
+        case .blob(let bytes): (bytes.count + 2) / 3 * 4 + 16
+        case .json(let value): JSON.encode(value).count + 1
+        }
+    }
+
+    /// The most one statement's result may take in a reply (`replyBytes` of every value);
+    /// more is refused with `bad_request` rather than held in memory.
+    public static let maxResultBytes = 16 << 20
+
+    /// The refusal of a result over `maxResultBytes`.
+    public static var resultTooLargeMessage: String {
+        "the result is over \(maxResultBytes >> 20) MiB; select fewer rows or columns, or page through it"
+    }
 }
 
 /// One SQL statement and its positional parameters.

@@ -173,6 +173,7 @@ final class SQLiteConnection: @unchecked Sendable {
             columns.append(sqlite3_column_name(stmt, Int32(i)).map { String(cString: $0) } ?? "")
         }
         var rows: [[SQLValue]] = []
+        var bytes = 0
         while true {
             let step = sqlite3_step(stmt)
             if step == SQLITE_DONE { break }
@@ -183,7 +184,12 @@ final class SQLiteConnection: @unchecked Sendable {
             var row: [SQLValue] = []
             row.reserveCapacity(columnCount)
             for i in 0..<Int32(columnCount) {
-                row.append(value(stmt, i))
+                let cell = value(stmt, i)
+                bytes += cell.replyBytes
+                row.append(cell)
+            }
+            if bytes > SQLValue.maxResultBytes {
+                throw .badRequest(SQLValue.resultTooLargeMessage)
             }
             rows.append(row)
         }

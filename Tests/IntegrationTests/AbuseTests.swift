@@ -245,6 +245,23 @@ extension AbuseTests {
         #expect(writer.wait(.seconds(10)))
     }
 
+    @Test func aResultOverSixteenMebibytesIsRefusedNotHeld() throws {
+        let daemon = try DaemonProcess()
+        let before = try Memory.rss(of: daemon)
+        // 6 blobs of 3 MB: 24 MB as base64.
+        let refused = try daemon.sql("SELECT randomblob(3000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6)", pool: "main")
+        #expect(refused.errorCode == "bad_request", "\(refused)")
+        #expect(refused.errorMessage?.contains("over 16 MiB") == true, "\(refused)")
+        // 3 of them (12 MB as base64) are within the bound.
+        let fits = try daemon.sql("SELECT length(b) FROM (SELECT randomblob(3000000) AS b FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3))", pool: "main")
+        #expect(fits.rows == [[.int(3_000_000)], [.int(3_000_000)], [.int(3_000_000)]], "\(fits)")
+        let whole = try daemon.sql("SELECT randomblob(3000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3)", pool: "main")
+        #expect(whole.ok && whole.rows?.count == 3)
+        let after = try Memory.rss(of: daemon)
+        print("a refused 24 MB result: VmRSS \(before) kB -> \(after) kB")
+        #expect(try daemon.request(["op": .string("ping")]).ok)
+    }
+
     @Test func aSecondPooldDoesNotTakeOverALiveSocket() throws {
         let daemon = try DaemonProcess()
         let second = try Program.run(DaemonProcess.binary, ["--config", daemon.configPath])

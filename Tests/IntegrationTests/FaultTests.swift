@@ -383,6 +383,19 @@ struct FaultTests {
 }
 
 extension PostgresTests {
+
+    @Test func aResultOverSixteenMebibytesIsRefused() throws {
+        let daemon = try PG.daemon(PG.application("result-bound"))
+        let refused = try daemon.sql("SELECT repeat('x', 1000000) FROM generate_series(1, 20)")
+        #expect(refused.errorCode == "bad_request", "\(refused.errorCode ?? "ok"): \(refused.errorMessage ?? "")")
+        #expect(refused.errorMessage?.contains("over 16 MiB") == true, "\(refused.errorMessage ?? "")")
+        // The connection is still good, and a result within the bound comes back whole.
+        let fits = try daemon.sql("SELECT repeat('x', 1000000) FROM generate_series(1, 10)")
+        #expect(fits.rows?.count == 10, "\(fits)")
+        let many = try daemon.sql("SELECT generate_series(1, 100001)")
+        #expect(many.errorCode == "bad_request" && many.errorMessage?.contains("more than 100000 rows") == true, "\(many.errorCode ?? "ok"): \(many.errorMessage ?? "")")
+        #expect(try daemon.sql("SELECT count(*) FROM generate_series(1, 100001)").rows == [[.int(100_001)]], "the connection is still good")
+    }
     /// SIGKILL of the server process running a job's transaction: the postmaster then ends
     /// every backend and runs crash recovery, so this must not overlap other PostgreSQL tests.
     @Test func backendKilledMidTransactionRollsBackAndThePoolRecovers() throws {

@@ -143,19 +143,19 @@ final class PostgresSession: Sendable {
     private func runUnprepared(_ statement: SQLStatement) async throws -> StatementResult {
         let collector = RowCollector()
         let query = PostgresQuery(unsafeSQL: statement.sql, binds: PostgresValues.bindings(statement.params))
-        let metadata = try await connection.query(query, logger: Self.quiet) { row in try collector.append(row) }.get()
+        let metadata = try await connection.query(query, logger: Self.quiet) { row in collector.append(row) }.get()
         let affected: Int64? =
             switch metadata.command {
             case "INSERT", "UPDATE", "DELETE", "MERGE": metadata.rows.map(Int64.init)
             default: nil
             }
-        return StatementResult(columns: wire.columns, rows: collector.rows, affected: affected)
+        return StatementResult(columns: wire.columns, rows: try collector.result(), affected: affected)
     }
 
     private func run(_ prepared: Prepared, _ binds: [PostgresData]) async throws -> StatementResult {
         let collector = RowCollector()
-        try await prepared.query.execute(binds) { row in try collector.append(row) }.get()
-        return StatementResult(columns: prepared.columns, rows: collector.rows, affected: Self.affected(tag: wire.commandTag))
+        try await prepared.query.execute(binds) { row in collector.append(row) }.get()
+        return StatementResult(columns: prepared.columns, rows: try collector.result(), affected: Self.affected(tag: wire.commandTag))
     }
 
     /// Rows changed, from a CommandComplete tag (`INSERT 0 3`, `UPDATE 2`); nil for a read.
@@ -348,20 +348,44 @@ final class PostgresSession: Sendable {
 }
 
 /// Rows of one statement, appended on the connection's event loop as they arrive and read
-/// by the job once the query's future has completed (which orders the two).
+/// by the job once the query's future has completed (which orders the two). Past
+/// `maxRows` or `SQLValue.maxResultBytes` it keeps nothing more and the statement fails
+/// with `bad_request` once the server is done: throwing from PostgresNIO's row callback
+/// would fail the connection instead.
 private final class RowCollector: @unchecked Sendable {
-    var rows: [[SQLValue]] = []
+    private(set) var rows: [[SQLValue]] = []
+    private var bytes = 0
+    private var refusal: String?
 
-    func append(_ row: PostgresRow) throws {
+    func append(_ row: PostgresRow) {
+        guard refusal == nil else { return }
         guard rows.count < PostgresSession.maxRows else {
-            throw BatchFailure(index: nil, code: .badRequest, message: "the result has more than \(PostgresSession.maxRows) rows; add a LIMIT or page through it", detail: nil)
+            refuse("the result has more than \(PostgresSession.maxRows) rows; add a LIMIT or page through it")
+            return
         }
         var values: [SQLValue] = []
         values.reserveCapacity(row.count)
         for cell in row {
-            values.append(PostgresValues.decode(oid: cell.dataType.rawValue, bytes: cell.bytes))
+            let value = PostgresValues.decode(oid: cell.dataType.rawValue, bytes: cell.bytes)
+            bytes += value.replyBytes
+            values.append(value)
+        }
+        guard bytes <= SQLValue.maxResultBytes else {
+            refuse(SQLValue.resultTooLargeMessage)
+            return
         }
         rows.append(values)
+    }
+
+    private func refuse(_ message: String) {
+        refusal = message
+        rows = []
+    }
+
+    /// The rows, or the refusal of a result over its bounds.
+    func result() throws -> [[SQLValue]] {
+        if let refusal { throw BatchFailure(index: nil, code: .badRequest, message: refusal, detail: nil) }
+        return rows
     }
 }
 
