@@ -313,17 +313,17 @@ final class ControlServer: Service {
                             replies.send(await daemon.handle(request, peer: peer, owner: jobs), then: slots.release)
                             continue
                         }
-                        // A job counts as answered once its reply is queued: writing it is
-                        // the connection's business (stopping bounds it, see closeConnections).
                         let (pool, refusal) = daemon.admit(request, peer: peer)
                         if let refusal {
                             replies.send(refusal, then: slots.release)
                             continue
                         }
+                        // A job counts as answered once its reply is queued: writing it is
+                        // the connection's business (stopping bounds it, see closeConnections).
                         let final = Self.isFinal(request.command)
                         answering.begin(final: final)
                         group.addTask(executorPreference: pool?.executor) {
-                            let reply = await self.daemon.handle(request, peer: peer, owner: jobs)
+                            let reply = await self.daemon.perform(request, peer: peer, owner: jobs)
                             pool?.leave()
                             replies.send(reply, then: slots.release)
                             self.answering.end(final: final)

@@ -130,12 +130,21 @@ public final class Daemon: Sendable {
 
     /// The whole reply line for one request.
     func handle(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?) async -> [UInt8] {
-        let id = request.id
+        if let denial = deny(request, peer: peer) { return denial }
+        return await perform(request, peer: peer, owner: owner)
+    }
+
+    /// The `unauthorized` reply if the peer's role may not make this request (logged), or nil.
+    private func deny(_ request: ControlRequest, peer: Peer) -> [UInt8]? {
         let role = mutable.withLock { $0.authorizer }.role(of: peer)
-        if let denial = authorize(request.command, role: role, peer: peer) {
-            logDenial(request.command, role: role, peer: peer)
-            return Reply.error(id: id, code: .unauthorized, message: denial)
-        }
+        guard let denial = authorize(request.command, role: role, peer: peer) else { return nil }
+        logDenial(request.command, role: role, peer: peer)
+        return Reply.error(id: request.id, code: .unauthorized, message: denial)
+    }
+
+    /// The reply to a request already authorized (`handle`, or `admit` for jobs).
+    func perform(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?) async -> [UInt8] {
+        let id = request.id
         switch request.command {
         case .ping:
             return Reply.pong(id: id)
@@ -274,12 +283,12 @@ public final class Daemon: Sendable {
         }
     }
 
-    /// Admits a job request to its pool (`ManagedPool.admit`): the pool to `leave` once it is
-    /// answered, or the `overloaded` reply. Authorization comes first, as for every request.
+    /// Authorizes a job request and admits it to its pool (`ManagedPool.admit`): the pool to
+    /// `leave` once it is answered (nil if it names none: `perform` answers that), or the
+    /// `unauthorized` or `overloaded` reply. An admitted request goes to `perform`.
     func admit(_ request: ControlRequest, peer: Peer) -> (pool: ManagedPool?, refusal: [UInt8]?) {
+        if let denial = deny(request, peer: peer) { return (nil, denial) }
         guard let pool = pool(for: request.command) else { return (nil, nil) }
-        let role = mutable.withLock { $0.authorizer }.role(of: peer)
-        if authorize(request.command, role: role, peer: peer) != nil { return (nil, nil) }
         guard let refusal = pool.admit() else { return (pool, nil) }
         metrics.record(pool: pool.name, outcome: .overloaded, timing: JobTiming())
         return (nil, Reply.error(id: request.id, code: refusal.code, message: refusal.message))

@@ -108,26 +108,12 @@ struct AccessTests {
 
     @Test func aSubmitterCannotCancelAnotherUsersJob() throws {
         try Self.ensureUsers()
-        let daemon = try DaemonProcess(extra: """
-            socket_mode = "0666"
-
-            [access]
-            submitters = ["@\(Self.submitterGroup)"]
-            """)
+        let daemon = try Self.submittersDaemon()
         let poolctl = try Self.installPoolctl(for: daemon)
         // root's job, running.
         let client = try daemon.client()
         try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 10))])))
-        var job: Int64?
-        _ = waitUntil(.seconds(5)) {
-            if case .array(let list)? = try? daemon.request(["op": .string("jobs")])["jobs"], case .object(let first)? = list.first,
-                case .int(let id)? = first["job"]
-            {
-                job = id
-            }
-            return job != nil
-        }
-        guard let job else {
+        guard let job = Self.runningJob(in: daemon, of: 0) else {
             Issue.record("root's job never showed in jobs")
             return
         }
@@ -143,12 +129,7 @@ struct AccessTests {
 extension AccessTests {
     @Test func aSubmitterMayCancelItsOwnJob() throws {
         try Self.ensureUsers()
-        let daemon = try DaemonProcess(extra: """
-            socket_mode = "0666"
-
-            [access]
-            submitters = ["@\(Self.submitterGroup)"]
-            """)
+        let daemon = try Self.submittersDaemon()
         let poolctl = try Self.installPoolctl(for: daemon)
         guard let uid = getpwnam("poold-t-sub")?.pointee.pw_uid else { throw TestFailure("no poold-t-sub") }
         // The submitter's own job, from its own poolctl, still running.
@@ -158,15 +139,7 @@ extension AccessTests {
             let result = try? Self.poolctl("poold-t-sub", poolctl, socket, ["run", "main", busySQL(millions: 10)])
             outcome.withLock { $0 = result ?? (-1, "poolctl did not run") }
         }
-        var job: Int64?
-        _ = waitUntil(.seconds(10)) {
-            guard case .array(let list)? = try? daemon.request(["op": .string("jobs")])["jobs"] else { return false }
-            for case .object(let entry) in list {
-                if case .object(let peer)? = entry["peer"], peer["uid"] == .int(Int64(uid)), case .int(let id)? = entry["job"] { job = id }
-            }
-            return job != nil
-        }
-        guard let job else {
+        guard let job = Self.runningJob(in: daemon, of: uid) else {
             Issue.record("the submitter's job never showed in jobs")
             return
         }
@@ -208,6 +181,29 @@ extension AccessTests {
         let (_, reply) = try Self.poolctl("poold-t-obs", Self.installPoolctl(for: daemon), daemon.socket, ["pause"])
         #expect(reply.contains("unauthorized"))
         #expect(daemon.log.contains("denials before it not logged"), "the suppressed count is reported")
+    }
+
+    /// A daemon whose socket anyone may open, with the test group as its submitters.
+    static func submittersDaemon() throws -> DaemonProcess {
+        try DaemonProcess(extra: """
+            socket_mode = "0666"
+
+            [access]
+            submitters = ["@\(submitterGroup)"]
+            """)
+    }
+
+    /// The id of a job of `uid` once `jobs` lists it (within 10 s), or nil.
+    static func runningJob(in daemon: DaemonProcess, of uid: uid_t) -> Int64? {
+        var job: Int64?
+        _ = waitUntil(.seconds(10)) {
+            guard case .array(let list)? = try? daemon.request(["op": .string("jobs")])["jobs"] else { return false }
+            for case .object(let entry) in list {
+                if case .object(let peer)? = entry["peer"], peer["uid"] == .int(Int64(uid)), case .int(let id)? = entry["job"] { job = id }
+            }
+            return job != nil
+        }
+        return job
     }
 
     /// A copy of poolctl the test users may run, in the daemon's directory (made reachable).
