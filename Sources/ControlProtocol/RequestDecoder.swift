@@ -39,6 +39,8 @@ public enum RequestDecoder {
             let command = try fields.command()
             return .success(ControlRequest(id: id, command: command))
         } catch {
+            var error = error
+            error.op = fields.knownOp
             return .failure(error)
         }
     }
@@ -104,6 +106,8 @@ struct RequestFields {
     let object: JSONObject
     let id: RequestID?
     private(set) var op: Op = .ping
+    /// The op once it has been read; nil while it is missing or unknown.
+    private(set) var knownOp: Op?
 
     init(object: JSONObject, id: RequestID?) {
         self.object = object
@@ -129,6 +133,7 @@ struct RequestFields {
             throw RequestError(id: id, code: .unknownOp, message: "unknown op \(shown)\(hint); valid ops: \(Self.opList)")
         }
         self.op = op
+        self.knownOp = op
         try refuseUnknownFields(FieldSets.allowed(for: op))
 
         switch op {

@@ -7,11 +7,16 @@ public struct RequestError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `.badRequest` or `.unknownOp`.
     public var code: ErrorCode
     public var message: String
+    /// The op, when it was read before the error was found: authorization comes before every
+    /// other check (DESIGN §4), so a peer whose role may not use the op is told that, not
+    /// what else is wrong with its request.
+    public var op: Op?
 
-    public init(id: RequestID?, code: ErrorCode, message: String) {
+    public init(id: RequestID?, code: ErrorCode, message: String, op: Op? = nil) {
         self.id = id
         self.code = code
         self.message = message
+        self.op = op
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

@@ -32,8 +32,8 @@ public struct PoolSettings: Sendable, Equatable {
     public var jobTimeout: Duration
     /// `max_job_timeout`: the most a request may ask for.
     public var maxJobTimeout: Duration
-    /// `allow_adhoc`: whether clients may send their own SQL (or input, for exec pools)
-    /// rather than only run named jobs.
+    /// `allow_adhoc`: whether clients may send their own SQL rather than only run named jobs.
+    /// SQL pools only: an exec pool's `input` is its job, and any submitter may send it.
     public var allowAdhoc: Bool
     public var backend: BackendSettings
     /// The line of its `[[pool]]` header (0 when built in code).
@@ -42,7 +42,7 @@ public struct PoolSettings: Sendable, Equatable {
     public init(
         name: String,
         limits: PoolLimits = PoolSettings.defaultLimits,
-        jobTimeout: Duration = .seconds(30),
+        jobTimeout: Duration = PoolSettings.defaultJobTimeout,
         maxJobTimeout: Duration = .seconds(300),
         allowAdhoc: Bool = false,
         backend: BackendSettings,
@@ -57,6 +57,9 @@ public struct PoolSettings: Sendable, Equatable {
         self.backend = backend
         self.line = line
     }
+
+    /// `job_timeout` when the config leaves it out (capped at `max_job_timeout`).
+    public static let defaultJobTimeout: Duration = .seconds(30)
 
     public static func == (lhs: PoolSettings, rhs: PoolSettings) -> Bool {
         lhs.name == rhs.name && lhs.kind == rhs.kind && lhs.limits == rhs.limits

@@ -88,7 +88,7 @@ extension Validation {
             // or a firewall: prove it with SELECT 1 before a job gets it.
             limits.healthCheckAfter = PoolSettings.postgresHealthCheckAfter
         }
-        let jobTimeout = r.duration("job_timeout", example: "30s", allowZero: false) ?? .seconds(30)
+        let explicitJobTimeout = r.duration("job_timeout", example: "30s", allowZero: false)
         let maxJobTimeout = r.duration("max_job_timeout", example: "5m", allowZero: false)
         if let maxJobTimeout {
             declared.maxJobTimeout = maxJobTimeout
@@ -111,6 +111,9 @@ extension Validation {
             return declared
         }
         let maxJob = maxJobTimeout ?? declared.maxJobTimeout
+        // Left out, job_timeout is 30s or max_job_timeout if that is lower: `max_job_timeout =
+        // "1s"` alone is a valid way to say "no job here runs longer than a second".
+        let jobTimeout = explicitJobTimeout ?? min(PoolSettings.defaultJobTimeout, maxJob)
         if jobTimeout > maxJob {
             r.fail(
                 between: ["job_timeout", "max_job_timeout"],

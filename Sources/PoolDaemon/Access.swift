@@ -97,12 +97,16 @@ struct Authorizer: Sendable {
         return matcher
     }
 
-    /// The role an op needs. `run` of ad-hoc SQL or input also needs `allow_adhoc` on the
-    /// pool (operators excepted); `cancel` of one's own job needs only submitter.
+    /// The role an op needs. `run` of ad-hoc SQL also needs `allow_adhoc` on the pool, whoever
+    /// sends it; `cancel` of one's own job needs only submitter.
     static func required(for command: Command) -> Role {
-        switch command {
+        required(forOp: command.op)
+    }
+
+    static func required(forOp op: Op) -> Role {
+        switch op {
         case .ping, .status, .pools, .jobs, .stats, .metrics: .observer
-        case .runSQL, .runNamed, .runExec, .cancel: .submitter
+        case .run, .cancel: .submitter
         case .pause, .resume, .resize, .reload, .drain: .operator
         }
     }

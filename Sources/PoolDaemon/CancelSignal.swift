@@ -70,7 +70,11 @@ func withJobScope<R>(
         switch signal.reason {
         case .timeout?: throw TimeoutError(limit: limit)
         case let reason?: throw JobStopped(reason: reason)
-        case nil: throw error
+        case nil:
+            // The job's task was cancelled (its connection's task group ends when the client
+            // goes, which may come before the close is seen): the job was stopped, not failed.
+            if Task.isCancelled { throw JobStopped(reason: .disconnected) }
+            throw error
         }
     }
 }

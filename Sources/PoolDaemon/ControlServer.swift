@@ -69,7 +69,9 @@ final class ControlServer: Service {
             }
         }
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
+            // The kernel caps it at net.core.somaxconn (4096 since Linux 5.4): a burst of
+            // quick connects waits in the backlog instead of failing with EAGAIN.
+            .serverChannelOption(.backlog, value: Int32(SOMAXCONN))
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.autoRead, value: false)
         if let fd = activatedSocket {
@@ -289,6 +291,9 @@ final class ControlServer: Service {
                     // not handled yet (NIO reads the rest of the input when a write fails)
                     // has no one to answer to, and must not run.
                     if jobs.isClosed { break }
+                    // A job's time starts here: whatever it waits for from now on (a free
+                    // slot, its task, the pool) is part of what its client waits.
+                    let received = ContinuousClock.now
                     live.frameRead()
                     // Every request holds a slot until the socket has taken its answer: beyond
                     // max_inflight_per_connection this connection is not read (back-pressure),
@@ -304,7 +309,7 @@ final class ControlServer: Service {
                         let request: ControlRequest
                         switch decoded {
                         case .failure(let error):
-                            replies.send(Reply.error(error), then: slots.release)
+                            replies.send(daemon.refuse(error, peer: peer), then: slots.release)
                             continue
                         case .success(let r):
                             request = r
@@ -323,7 +328,7 @@ final class ControlServer: Service {
                         let final = Self.isFinal(request.command)
                         answering.begin(final: final)
                         group.addTask(executorPreference: pool?.executor) {
-                            let reply = await self.daemon.perform(request, peer: peer, owner: jobs)
+                            let reply = await self.daemon.perform(request, peer: peer, owner: jobs, received: received)
                             pool?.leave()
                             replies.send(reply, then: slots.release)
                             self.answering.end(final: final)

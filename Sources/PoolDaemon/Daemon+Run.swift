@@ -44,7 +44,6 @@ extension Daemon {
         }
         for pool in pools.all { pool.dedicated?.shutdown() }
         try? await loops.shutdownGracefully()
-        try? await threads.shutdownGracefully()
         let leaked = pools.all.reduce(0) { $0 + $1.pool.snapshot.open }
         let totals = self.totals
         let elapsed = (stopStarted ?? started).duration(to: .now)

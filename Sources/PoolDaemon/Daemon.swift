@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSpawn
 import ControlProtocol
 import Logging
 import NIOPosix
@@ -42,7 +43,6 @@ public final class Daemon: Sendable {
     let logger: Logger
     let pools = PoolSet()
     let jobs = JobRegistry()
-    let threads: NIOThreadPool
     /// The event loop of the control server, the job timer and every PostgreSQL connection.
     let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let metrics = DaemonMetrics()
@@ -57,6 +57,11 @@ public final class Daemon: Sendable {
     public init(config: Config, logger: Logger) throws(PoolError) {
         // A worker that exits makes writes to its stdin fail with EPIPE instead of killing poold.
         signal(SIGPIPE, SIG_IGN)
+        // Big results and answers (up to 16 MiB) come from their own mappings and go back to
+        // the system when freed. glibc's default raises this threshold after each such free,
+        // after which they are carved from per-thread arenas (one per SQLite connection) and
+        // stay resident there: 40 MB more after a few rounds of 4 MB answers, never returned.
+        _ = cspawn_set_mmap_threshold(1 << 20)
         ControlServer.raiseFileLimit(config: config, logger: logger)
         self.logger = logger
         let authorizer = Authorizer(config: config)
@@ -64,11 +69,8 @@ public final class Daemon: Sendable {
         if !authorizer.unknown.isEmpty {
             logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
         }
-        let sqliteThreads = config.pools.reduce(0) { $0 + $1.limits.maxResources }
-        self.threads = NIOThreadPool(numberOfThreads: min(max(sqliteThreads, 2), 32))
-        threads.start()
         for settings in config.pools {
-            pools.add(try ManagedPool(settings: settings, threads: threads, loops: loops, logger: logger))
+            pools.add(try ManagedPool(settings: settings, loops: loops, logger: logger))
         }
     }
 
@@ -131,19 +133,34 @@ public final class Daemon: Sendable {
     /// The whole reply line for one request.
     func handle(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?) async -> [UInt8] {
         if let denial = deny(request, peer: peer) { return denial }
-        return await perform(request, peer: peer, owner: owner)
+        return await perform(request, peer: peer, owner: owner, received: .now)
     }
 
     /// The `unauthorized` reply if the peer's role may not make this request (logged), or nil.
     private func deny(_ request: ControlRequest, peer: Peer) -> [UInt8]? {
         let role = mutable.withLock { $0.authorizer }.role(of: peer)
         guard let denial = authorize(request.command, role: role, peer: peer) else { return nil }
-        logDenial(request.command, role: role, peer: peer)
+        logDenial(request.command.op, role: role, peer: peer)
         return Reply.error(id: request.id, code: .unauthorized, message: denial)
     }
 
-    /// The reply to a request already authorized (`handle`, or `admit` for jobs).
-    func perform(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?) async -> [UInt8] {
+    /// The reply to a line that did not decode. Authorization still comes first: if the line
+    /// named an op the peer's role may not use, the answer is `unauthorized`, whatever else is
+    /// wrong with it — a peer learns nothing about an op it may not call.
+    func refuse(_ error: RequestError, peer: Peer) -> [UInt8] {
+        if let op = error.op {
+            let role = mutable.withLock { $0.authorizer }.role(of: peer)
+            if let denial = authorize(op, role: role, peer: peer) {
+                logDenial(op, role: role, peer: peer)
+                return Reply.error(id: error.id, code: .unauthorized, message: denial)
+            }
+        }
+        return Reply.error(error)
+    }
+
+    /// The reply to a request already authorized (`handle`, or `admit` for jobs). `received`:
+    /// when the request was read; a job's timing and deadline count from then.
+    func perform(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant) async -> [UInt8] {
         let id = request.id
         switch request.command {
         case .ping:
@@ -168,7 +185,7 @@ public final class Daemon: Sendable {
             if !managed.settings.allowAdhoc {
                 return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
             }
-            return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner)
+            return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runNamed(let name, let params, let timeoutMs):
             guard let job = config.job(named: name) else {
                 let known = config.jobs.map(\.name)
@@ -177,16 +194,13 @@ public final class Daemon: Sendable {
             guard let managed = pools.named(job.pool) else { return noSuchPool(id, job.pool) }
             let statements = job.sql.map { SQLStatement(sql: $0, params: params) }
             let limit = timeoutMs.map { Duration.milliseconds($0) } ?? job.timeout
-            return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner)
+            return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runExec(let pool, let input, let timeoutMs):
             guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
             guard managed.kind == .exec else {
                 return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
             }
-            if !managed.settings.allowAdhoc {
-                return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc jobs (allow_adhoc = false)")
-            }
-            return await runJob(id: id, pool: managed, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, isBatch: false) { job, signal, leased in
+            return await runJob(id: id, pool: managed, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: false) { job, signal, leased in
                 try await managed.run(input: input, job: job, stop: signal, leased: leased)
             } reply: { output, job, timing in
                 Self.execReply(id: id, job: job, output: output, timing: timing)
@@ -231,9 +245,12 @@ public final class Daemon: Sendable {
                 return Reply.ok(id: id, [("finished", .int(Int64(counts.finished))), ("cancelled", .int(Int64(counts.cancelled)))])
             }
             guard let targets = select(pool) else { return noSuchPool(id, pool ?? "") }
+            // Every named pool refuses new jobs from this moment, not once the one before it
+            // is idle; the reply waits for all of them.
+            let before = targets.map { $0.statistics.snapshot.counts.values.reduce(0, +) }
+            for target in targets { target.pool.beginDrain() }
             var finished: Int64 = 0
-            for target in targets {
-                let before = target.statistics.snapshot.counts.values.reduce(0, +)
+            for (target, before) in zip(targets, before) {
                 await target.pool.drain()
                 finished += Int64(target.statistics.snapshot.counts.values.reduce(0, +) - before)
             }
@@ -243,11 +260,11 @@ public final class Daemon: Sendable {
 
     /// One warning per denial, with the peer's uid and pid, within `denialLog`'s budget; the
     /// next one let through says how many were suppressed.
-    private func logDenial(_ command: Command, role: Role, peer: Peer) {
+    private func logDenial(_ op: Op, role: Role, peer: Peer) {
         let (allowed, suppressed) = denialLog.withLock { $0.take(at: .now) }
         guard allowed else { return }
         var metadata: Logger.Metadata = [
-            "uid": "\(peer.uid)", "pid": "\(peer.pid)", "op": "\(command.op.rawValue)", "role": "\(role)", "event": "denied",
+            "uid": "\(peer.uid)", "pid": "\(peer.pid)", "op": "\(op.rawValue)", "role": "\(role)", "event": "denied",
         ]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
         logger.warning(suppressed > 0 ? "denied (and \(suppressed) denials before it not logged: more than 2/s)" : "denied", metadata: metadata)
@@ -256,21 +273,28 @@ public final class Daemon: Sendable {
     /// Why `role` may not run `command`, or nil if it may. Checked before anything else, so
     /// an observer's `cancel` of an unknown job is still `unauthorized`.
     private func authorize(_ command: Command, role: Role, peer: Peer) -> String? {
-        let needed = Authorizer.required(for: command)
-        let who = "uid \(peer.uid) (pid \(peer.pid)) is \(role == .none ? "not in [access]" : "an \(role)")"
-        if role < needed {
-            return "\"\(command.op.rawValue)\" needs the \(needed) role; \(who)"
-        }
+        if let denial = authorize(command.op, role: role, peer: peer) { return denial }
         if role == .operator { return nil }
         switch command {
         case .cancel(let job):
             if let submitter = jobs.peer(of: job), submitter.uid != peer.uid {
-                return "cancelling another user's job needs the operator role; \(who)"
+                return "cancelling another user's job needs the operator role; \(Self.who(peer, role))"
             }
         default:
             break
         }
         return nil
+    }
+
+    /// Why `role` may not use `op` at all, or nil.
+    private func authorize(_ op: Op, role: Role, peer: Peer) -> String? {
+        let needed = Authorizer.required(forOp: op)
+        guard role < needed else { return nil }
+        return "\"\(op.rawValue)\" needs the \(needed) role; \(Self.who(peer, role))"
+    }
+
+    private static func who(_ peer: Peer, _ role: Role) -> String {
+        "uid \(peer.uid) (pid \(peer.pid)) is \(role == .none ? "not in [access]" : "an \(role)")"
     }
 
     /// The pool a job request runs on, if it names one that exists.
@@ -308,9 +332,9 @@ public final class Daemon: Sendable {
 
     private func runJob(
         id: RequestID?, pool: ManagedPool, statements: [SQLStatement], isBatch: Bool, transaction: Bool,
-        timeout: Duration? = nil, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?
+        timeout: Duration? = nil, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant
     ) async -> [UInt8] {
-        await runJob(id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, isBatch: isBatch) { _, signal, leased in
+        await runJob(id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: isBatch) { _, signal, leased in
             try await pool.execute(statements, transaction: transaction, stop: signal, leased: leased)
         } reply: { results, job, timing in
             Self.sqlReply(id: id, job: job, results: results, isBatch: isBatch, timing: timing)
@@ -320,7 +344,8 @@ public final class Daemon: Sendable {
     /// A job of any kind: checks its timeout, registers it (deadline, cancel, disconnect),
     /// measures it, runs `body` on a resource of `pool`, and answers with `reply` or the error.
     private func runJob<R>(
-        id: RequestID?, pool: ManagedPool, timeout: Duration?, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?, isBatch: Bool,
+        id: RequestID?, pool: ManagedPool, timeout: Duration?, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?,
+        received: ContinuousClock.Instant, isBatch: Bool,
         body: (Int64, CancelSignal, @escaping @Sendable () -> Void) async throws -> R,
         reply: (R, Int64, JobTiming) -> [UInt8]
     ) async -> [UInt8] {
@@ -332,13 +357,13 @@ public final class Daemon: Sendable {
             return Reply.error(id: id, code: .shuttingDown, message: "poold is shutting down; the job never started")
         }
         let limit = min(timeout ?? settings.jobTimeout, settings.maxJobTimeout)
-        let (job, signal) = jobs.register(pool: pool.name, peer: peer, limit: limit)
+        let (job, signal) = jobs.register(pool: pool.name, peer: peer, limit: limit, received: received)
         owner?.add(job, signal)
         defer {
             owner?.remove(job)
             jobs.remove(job)
         }
-        let stopwatch = JobStopwatch(clock: clock)
+        let stopwatch = JobStopwatch(clock: clock, startedAt: received)
         let registry = jobs
         let answer: [UInt8]
         var outcome = JobOutcome.succeeded
@@ -346,6 +371,7 @@ public final class Daemon: Sendable {
             let result = try await withMeasurement(stopwatch, into: pool.statistics) {
                 try await withJobScope(limit: limit, signal: signal) {
                     stopwatch.acquiring()
+                    registry.set(job, .acquiring)
                     return try await body(job, signal) {
                         stopwatch.running()
                         registry.set(job, .running)
@@ -607,7 +633,7 @@ public final class Daemon: Sendable {
                 } else {
                     pools.retire(settings.name)
                     do {
-                        pools.add(try ManagedPool(settings: settings, threads: threads, loops: loops, logger: logger))
+                        pools.add(try ManagedPool(settings: settings, loops: loops, logger: logger))
                         changes.append("pool \(settings.name) replaced")
                     } catch {
                         changes.append("pool \(settings.name) removed: \(error.message)")
@@ -615,7 +641,7 @@ public final class Daemon: Sendable {
                 }
             } else {
                 do {
-                    pools.add(try ManagedPool(settings: settings, threads: threads, loops: loops, logger: logger))
+                    pools.add(try ManagedPool(settings: settings, loops: loops, logger: logger))
                     changes.append("pool \(settings.name) added")
                 } catch {
                     changes.append("pool \(settings.name) not added: \(error.message)")

@@ -3,15 +3,12 @@ import Glibc
 #endif
 import DequeModule
 
-/// A task executor with its own threads, for the jobs of one SQLite pool.
+/// A task executor with threads of its own, for work that blocks: an SQLite connection's
+/// statements (one thread bound to each connection), an exec pool's spawning and reaping.
 ///
-/// SQLite calls block. Run on the cooperative pool they would starve it; run on a thread pool
-/// they cost two thread handoffs per statement. A job whose task prefers this executor runs
-/// here from start to finish — registry, lease, SQL, reply — so its statements execute inline
-/// on a thread that exists for nothing else. Jobs waiting for a lease are suspended and hold
-/// no thread, and a thread blocks only in a statement that is running to its end (or its
-/// interrupt), so any number of threads ≥ 1 makes progress; with fewer threads than
-/// connections, statements beyond the thread count wait their turn.
+/// Blocking calls run on the cooperative pool would starve it. Nothing may *wait* here for
+/// something the pool hands out: work reaches a connection's thread only once its job holds
+/// that connection, so a thread is always free for the lease that needs it.
 final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
@@ -47,11 +44,6 @@ final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
         pthread_mutex_destroy(&mutex)
     }
 
-    /// Whether the calling thread is one of a dedicated executor's threads.
-    static var isCurrentThreadDedicated: Bool {
-        pthread_getspecific(threadKey) != nil
-    }
-
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         pthread_mutex_lock(&mutex)
@@ -60,19 +52,35 @@ final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
         pthread_mutex_unlock(&mutex)
     }
 
-    /// Lets queued work finish, then stops and joins the threads. Call once nothing can
-    /// enqueue any more (the pool is closed and its jobs answered).
-    func shutdown() {
+    /// Lets queued work finish, then stops the threads: joins them, or with `join: false`
+    /// lets them end by themselves (for a caller that must not block, or that runs on one of
+    /// them). Call once nothing can enqueue any more. Idempotent.
+    func shutdown(join: Bool = true) {
         pthread_mutex_lock(&mutex)
         stopping = true
         pthread_cond_broadcast(&condition)
+        let threads = self.threads
+        self.threads.removeAll()
         pthread_mutex_unlock(&mutex)
-        for thread in threads { pthread_join(thread, nil) }
-        threads.removeAll()
+        for thread in threads {
+            if join { pthread_join(thread, nil) } else { pthread_detach(thread) }
+        }
+    }
+
+    /// Whether the calling thread is one of this executor's: blocking work asserts it.
+    var isCurrentThread: Bool {
+        pthread_getspecific(Self.threadKey) == Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    /// How many threads it started (0: the system refused; then nothing may be enqueued).
+    var threadCount: Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return threads.count
     }
 
     private func work() {
-        pthread_setspecific(Self.threadKey, UnsafeRawPointer(bitPattern: 1))
+        pthread_setspecific(Self.threadKey, Unmanaged.passUnretained(self).toOpaque())
         let executor = asUnownedTaskExecutor()
         while true {
             pthread_mutex_lock(&mutex)

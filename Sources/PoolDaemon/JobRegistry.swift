@@ -46,14 +46,14 @@ final class JobRegistry: Sendable {
 
     private let registry = Mutex(Registry())
 
-    /// Numbers a new job and starts tracking it.
-    func register(pool: String, peer: Peer, limit: Duration) -> (id: Int64, signal: CancelSignal) {
+    /// Numbers a new job and starts tracking it, `queued` until it asks its pool for a
+    /// resource. `received`: when its request was read; its age and deadline count from then.
+    func register(pool: String, peer: Peer, limit: Duration, received: ContinuousClock.Instant) -> (id: Int64, signal: CancelSignal) {
         let signal = CancelSignal()
-        let now = ContinuousClock.now
         let id = registry.withLock { registry -> Int64 in
             registry.nextID += 1
-            let deadline = now + limit
-            registry.entries[registry.nextID] = Entry(pool: pool, state: .acquiring, started: now, peer: peer, signal: signal, deadline: deadline)
+            let deadline = received + limit
+            registry.entries[registry.nextID] = Entry(pool: pool, state: .queued, started: received, peer: peer, signal: signal, deadline: deadline)
             registry.earliest = registry.earliest.map { min($0, deadline) } ?? deadline
             return registry.nextID
         }

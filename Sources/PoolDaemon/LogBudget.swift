@@ -31,6 +31,21 @@ struct LogBudget: Sendable {
         return (true, suppressed)
     }
 
+    /// How many of `count` lines arriving together at `now` may be logged (the first ones), and
+    /// how many were suppressed before them; the rest are counted as suppressed.
+    mutating func take(_ count: Int, at now: ContinuousClock.Instant) -> (allowed: Int, suppressedBefore: Int) {
+        guard count > 0 else { return (0, 0) }
+        let (first, before) = take(at: now)
+        guard first else {
+            suppressed += count - 1
+            return (0, 0)
+        }
+        let more = min(count - 1, Int(tokens))
+        tokens -= Double(more)
+        suppressed = count - 1 - more
+        return (1 + more, before)
+    }
+
     /// The count of lines refused since the last one let through, reset to zero (for a
     /// closing summary).
     mutating func takeSuppressed() -> Int {

@@ -18,6 +18,7 @@ protocol PoolControl: Sendable {
     func resume()
     func resize(min: Int, max: Int) throws(PoolError)
     func update(_ limits: PoolLimits) throws(PoolError)
+    func beginDrain()
     @discardableResult func drain() async -> Bool
     func close() async
     func beginClose()
@@ -34,7 +35,7 @@ final class ManagedPool: Sendable {
 
     /// The pool, typed by its kind, for running jobs.
     enum Engine: Sendable {
-        case sqlite(SQLitePool, NIOThreadPool)
+        case sqlite(SQLitePool)
         case postgres(PostgresPool)
         case exec(ExecPool)
     }
@@ -45,17 +46,17 @@ final class ManagedPool: Sendable {
     /// The same pool, for everything but jobs.
     let pool: any PoolControl
     let statistics = PoolStatistics()
-    /// An SQLite pool's own threads, so that its SQL executes inline on a thread that exists
-    /// for nothing else; nil for kinds whose jobs wait on sockets instead.
+    /// An exec pool's spawning thread (see `ExecBackend`); nil for other kinds.
     let dedicated: DedicatedExecutor?
-    /// Where this pool's jobs run: its dedicated threads (SQLite), or the event loop of its
-    /// connections and of the control server (PostgreSQL).
+    /// Where this pool's jobs run while they wait for a resource and between its phases: the
+    /// event loop of the control server (and of PostgreSQL connections). It never blocks: an
+    /// SQLite job moves to its connection's own thread only once it holds the connection.
     let executor: (any TaskExecutor)?
     private let current: Mutex<PoolSettings>
     /// Jobs admitted from control connections and not answered yet (see `admit`).
     private let admitted = Atomic<Int>(0)
 
-    init(settings: PoolSettings, threads: NIOThreadPool, loops: any EventLoopGroup, logger: Logger) throws(PoolError) {
+    init(settings: PoolSettings, loops: any EventLoopGroup, logger: Logger) throws(PoolError) {
         self.name = settings.name
         self.kind = settings.kind
         self.current = Mutex(settings)
@@ -63,19 +64,15 @@ final class ManagedPool: Sendable {
         let onEvent: @Sendable (PoolEvent) -> Void = { event in ManagedPool.log(event, pool: name, logger: logger) }
         switch settings.backend {
         case .sqlite(let sqlite):
-            // As many threads as the pool has connections, but no more than the machine has
-            // cores: SQLite reads are CPU-bound, and extra threads only add hand-offs
-            // (measured: 40-44 µs of CPU per point read with 2 threads on 2 cores, 50-56 µs with 4).
-            let dedicated = DedicatedExecutor(name: settings.name, threads: min(settings.limits.maxResources, max(System.coreCount, 2), 32))
-            self.dedicated = dedicated
-            self.executor = dedicated
+            self.dedicated = nil
+            self.executor = EventLoopExecutor(loop: loops.next())
             let pool = SQLitePool(
                 name: settings.name,
                 limits: settings.limits,
-                backend: SQLiteBackend(path: sqlite.path, busyTimeout: sqlite.busyTimeout, threads: threads),
+                backend: SQLiteBackend(path: sqlite.path, busyTimeout: sqlite.busyTimeout, pool: settings.name),
                 clock: ContinuousClock(),
                 onEvent: onEvent)
-            self.engine = .sqlite(pool, threads)
+            self.engine = .sqlite(pool)
             self.pool = pool
         case .postgres(let postgres):
             let loop = loops.next()
@@ -92,13 +89,13 @@ final class ManagedPool: Sendable {
             self.engine = .postgres(pool)
             self.pool = pool
         case .exec(let exec):
-            // A job holds a thread while its worker works (reads and writes block), so there
-            // are as many threads as workers; they also spawn and reap the workers, and live
-            // until the last one is reaped (the parent-death signal is tied to them).
-            let dedicated = DedicatedExecutor(name: settings.name, threads: min(max(settings.limits.maxResources, 1), 256))
-            self.dedicated = dedicated
-            self.executor = dedicated
-            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loops.next(), executor: dedicated)
+            // Jobs talk to workers over pipes on the event loop. One thread spawns them, and
+            // lives until the last one is reaped: the parent-death signal is tied to it.
+            let spawner = DedicatedExecutor(name: settings.name, threads: 1)
+            let loop = loops.next()
+            self.dedicated = spawner
+            self.executor = EventLoopExecutor(loop: loop)
+            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner)
             let pool = ExecPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .exec(pool)
             self.pool = pool
@@ -108,9 +105,9 @@ final class ManagedPool: Sendable {
     var settings: PoolSettings { current.withLock { $0 } }
 
     /// Admits one job, or refuses it with `overloaded` once `max` + `max_waiters` jobs are
-    /// admitted and unanswered. Checked on the control connection before the job moves to
-    /// the pool's executor: jobs queued behind busy SQLite threads are not waiters of the
-    /// pool yet, and would otherwise be bounded only by the connection limits.
+    /// admitted and unanswered. Checked on the control connection as the request is read,
+    /// before a task exists for it: a burst is refused before anything is allocated for it.
+    /// Admitted jobs go straight to the pool, whose own `max_waiters` bound then holds.
     func admit() -> PoolError? {
         let count = admitted.wrappingAdd(1, ordering: .relaxed).newValue
         let limits = pool.limits
@@ -141,10 +138,10 @@ final class ManagedPool: Sendable {
         switch engine {
         case .exec:
             throw PoolError(.badRequest, "pool \"\(name)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
-        case .sqlite(let pool, let threads):
+        case .sqlite(let pool):
             return try await pool.withResource(stoppedBy: stop) { connection in
                 leased()
-                return try await connection.run(statements, transaction: transaction, on: threads, stop: stop)
+                return try await connection.run(statements, transaction: transaction, stop: stop)
             }
         case .postgres(let pool):
             return try await Self.withLiveResource(pool, stop: stop, isDead: \.isClosed) { session in
@@ -163,7 +160,7 @@ final class ManagedPool: Sendable {
         }
         return try await Self.withLiveResource(pool, stop: stop, isDead: \.process.hasExited) { worker in
             leased()
-            return try worker.run(input: input, id: job, stop: stop)
+            return try await worker.run(input: input, id: job, stop: stop)
         }
     }
 

@@ -1,25 +1,38 @@
 import ControlProtocol
-import NIOPosix
 import PoolCore
 import PoolKit
 
-/// SQLite connections to one database file, opened on a thread pool so that no blocking
-/// call ever runs on the cooperative pool.
+/// SQLite connections to one database file, each with a thread of its own.
+///
+/// SQLite calls block, so they never run on the cooperative pool or the event loop. Each
+/// connection owns one thread, started with it and ended with it: a job runs its statements
+/// there only once it holds the connection, so a job never waits behind another job's
+/// statement anywhere but in the pool's queue, where `acquire_timeout`, `cancel`, `jobs` and
+/// shutdown reach it; and a pool of `max = N` runs N statements at once.
 struct SQLiteBackend: PoolBackend {
     typealias Resource = SQLiteConnection
 
     let path: String
     let busyTimeout: Duration
-    let threads: NIOThreadPool
+    let pool: String
 
     func open() async throws -> SQLiteConnection {
-        try await threads.runIfActive { [path, busyTimeout] in
-            try SQLiteConnection.open(path: path, busyTimeout: busyTimeout)
+        let thread = DedicatedExecutor(name: "sqlite \(pool)", threads: 1)
+        guard thread.threadCount == 1 else {
+            throw BackendFailure("cannot start a thread for a connection of pool \"\(pool)\": the system refused; raise the unit's TasksMax= (or ulimit -u), or lower max")
+        }
+        do {
+            return try await withTaskExecutorPreference(thread) { [path, busyTimeout] in
+                try SQLiteConnection.open(path: path, busyTimeout: busyTimeout, thread: thread)
+            }
+        } catch {
+            thread.shutdown(join: false)
+            throw error
         }
     }
 
     func healthCheck(_ connection: SQLiteConnection) async throws {
-        try await threads.runIfActive {
+        try await withTaskExecutorPreference(connection.thread) {
             do throws(SQLiteFailure) {
                 _ = try connection.execute(SQLStatement(sql: "SELECT 1"))
             } catch {
@@ -29,11 +42,8 @@ struct SQLiteBackend: PoolBackend {
     }
 
     func close(_ connection: SQLiteConnection) async {
-        do {
-            try await threads.runIfActive { connection.close() }
-        } catch {
-            connection.close()  // the thread pool is gone: close here rather than leak
-        }
+        await withTaskExecutorPreference(connection.thread) { connection.close() }
+        connection.thread.shutdown(join: false)
     }
 
     func isBroken(_ connection: SQLiteConnection, after error: any Error) -> Bool {
@@ -63,27 +73,20 @@ struct BatchFailure: Error, Sendable {
 }
 
 extension SQLiteConnection {
-    /// Runs statements in order, in one transaction if asked. On any failure, a cancellation or
-    /// a timeout, the transaction is rolled back before this returns, and a connection left in
-    /// a transaction it cannot leave is reported broken so the pool replaces it.
+    /// Runs statements in order, in one transaction if asked, on the connection's own thread.
+    /// On any failure, a cancellation or a timeout, the transaction is rolled back before this
+    /// returns, and a connection left in a transaction it cannot leave is reported broken so
+    /// the pool replaces it.
     ///
-    /// Cancellation interrupts the running statement (the thread pool call itself cannot be
-    /// abandoned: it returns as soon as SQLite notices).
-    func run(_ statements: [SQLStatement], transaction: Bool, on threads: NIOThreadPool, stop: (any StopSource)? = nil) async throws -> [StatementResult] {
+    /// A stop (deadline, `cancel`, disconnect) or a cancellation interrupts the running
+    /// statement; the call returns as soon as SQLite notices.
+    func run(_ statements: [SQLStatement], transaction: Bool, stop: (any StopSource)? = nil) async throws -> [StatementResult] {
         clearInterrupt()
         // A stop (timeout, cancel) interrupts the statement; one that came already does so now.
         stop?.onStop { [self] in interrupt() }
         defer { stop?.onStop(nil) }
-        if DedicatedExecutor.isCurrentThreadDedicated {
-            // Already on a thread that exists for this pool's blocking calls: no handoff.
-            return try await withTaskCancellationHandler {
-                try runBlocking(statements, transaction: transaction)
-            } onCancel: {
-                interrupt()
-            }
-        }
         return try await withTaskCancellationHandler {
-            try await threads.runIfActive { [self] in
+            try await withTaskExecutorPreference(thread) { [self] in
                 try runBlocking(statements, transaction: transaction)
             }
         } onCancel: {
@@ -93,6 +96,7 @@ extension SQLiteConnection {
 
     /// The statements, on the calling thread. Every failure rolls back before it is thrown.
     private func runBlocking(_ statements: [SQLStatement], transaction: Bool) throws -> [StatementResult] {
+        assert(thread.isCurrentThread, "SQLite statements run on their connection's thread")
         var results: [StatementResult] = []
         results.reserveCapacity(statements.count)
         do {

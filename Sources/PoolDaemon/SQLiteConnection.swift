@@ -11,10 +11,10 @@ public struct StatementResult: Sendable, Hashable {
     public var affected: Int64?
 }
 
-/// One SQLite connection over the C API.
+/// One SQLite connection over the C API, and the thread its blocking calls run on.
 ///
-/// Calls block, so they run on a thread pool, never on the cooperative pool; one job at a
-/// time uses a connection (the pool's lease guarantees it). `interrupt()` is the exception:
+/// Calls block, so they run on `thread`, never on the cooperative pool or the event loop; one
+/// job at a time uses a connection (the pool's lease guarantees it). `interrupt()` is the exception:
 /// it may be called from any thread while a statement runs, and stops it — at once through
 /// `sqlite3_interrupt`, and through the progress handler for a statement that starts just
 /// after, so a timed-out job never leaves a statement running on a pooled connection.
@@ -30,15 +30,19 @@ final class SQLiteConnection: @unchecked Sendable {
     /// Touched only by the job holding the connection (the lease serializes them).
     private var statements: [String: OpaquePointer] = [:]
     let path: String
+    /// The connection's own thread: it lives as long as the connection.
+    let thread: DedicatedExecutor
 
-    private init(handle: OpaquePointer, stop: StopFlag, path: String) {
+    private init(handle: OpaquePointer, stop: StopFlag, path: String, thread: DedicatedExecutor) {
         self.handle = handle
         self.stop = stop
         self.path = path
+        self.thread = thread
     }
 
-    /// Opens (creating if needed) the database in WAL mode with a busy timeout.
-    static func open(path: String, busyTimeout: Duration) throws(BackendFailure) -> SQLiteConnection {
+    /// Opens (creating if needed) the database in WAL mode with a busy timeout. Runs on
+    /// `thread`, which the connection then keeps.
+    static func open(path: String, busyTimeout: Duration, thread: DedicatedExecutor) throws(BackendFailure) -> SQLiteConnection {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -48,7 +52,7 @@ final class SQLiteConnection: @unchecked Sendable {
             throw BackendFailure(.misconfigured, "cannot open SQLite database \(path): \(message)")
         }
         let stop = StopFlag()
-        let connection = SQLiteConnection(handle: db, stop: stop, path: path)
+        let connection = SQLiteConnection(handle: db, stop: stop, path: path, thread: thread)
         sqlite3_busy_timeout(db, Int32(clamping: busyTimeout.milliseconds))
         sqlite3_extended_result_codes(db, 1)
         sqlite3_progress_handler(db, 1000, { context in

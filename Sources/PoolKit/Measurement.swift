@@ -76,6 +76,14 @@ public final class JobStopwatch<C: Clock>: Sendable where C.Duration == Duration
         self.start = clock.now
     }
 
+    /// A stopwatch whose job began at `start` (when its request was read), so that the queue
+    /// phase covers everything between reading the request and asking for a resource.
+    @inlinable
+    public init(clock: C, startedAt start: C.Instant) {
+        self.clock = clock
+        self.start = start
+    }
+
     @inlinable
     var elapsed: Duration { start.duration(to: clock.now) }
 

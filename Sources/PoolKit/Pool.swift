@@ -365,6 +365,13 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
 }
 
 extension Pool {
+    /// Starts draining without waiting: from now on new leases are refused with
+    /// `shutting_down`. `drain()` waits for the end (calling it again is harmless).
+    public func beginDrain() {
+        let now = now()
+        state.withLock { $0.apply($0.machine.drain(at: now)) }.perform(onEvent)
+    }
+
     /// Starts closing without waiting: every waiter fails with `shutting_down` now, idle
     /// resources close now, leased ones when they come back. `close()` waits for the end.
     public func beginClose() {

@@ -146,7 +146,18 @@ struct RequestDecoderTests {
             error
                 == RequestError(
                     id: .int(3), code: .badRequest,
-                    message: #"unknown field "pool" for op ""# + name + #"" (it takes no fields besides "id" and "op")"#))
+                    message: #"unknown field "pool" for op ""# + name + #"" (it takes no fields besides "id" and "op")"#,
+                    op: Op(rawValue: name)))
+    }
+
+    @Test("an error found after the op was read names the op, so authorization can come first")
+    func errorsCarryTheOp() {
+        #expect(refusal(#"{"id":1,"op":"drain","pool":7}"#)?.op == .drain)
+        #expect(refusal(#"{"id":1,"op":"run","pool":"main","sql":"x","bogus":1}"#)?.op == .run)
+        #expect(refusal(#"{"id":1,"op":"cancel"}"#)?.op == .cancel)
+        #expect(refusal(#"{"id":1}"#)?.op == nil)
+        #expect(refusal(#"{"id":1,"op":"launch"}"#)?.op == nil)
+        #expect(refusal(#"{"id":1,"op":7}"#)?.op == nil)
     }
 
     // MARK: Unknown fields
@@ -157,7 +168,7 @@ struct RequestDecoderTests {
             refusal(#"{"id":1,"op":"run","pool":"main","sql":"SELECT 1","timout_ms":5}"#)
                 == RequestError(
                     id: .int(1), code: .badRequest,
-                    message: #"unknown field "timout_ms" for op "run" (did you mean "timeout_ms"?)"#))
+                    message: #"unknown field "timout_ms" for op "run" (did you mean "timeout_ms"?)"#, op: .run))
         #expect(refusal(#"{"op":"jobs","pol":"main"}"#)?.message == #"unknown field "pol" for op "jobs" (did you mean "pool"?)"#)
         #expect(refusal(#"{"op":"jobs","Pool":"main"}"#)?.message == #"unknown field "Pool" for op "jobs" (did you mean "pool"?)"#)
         #expect(refusal(#"{"op":"run","pool":"p","sql":"x","trasnaction":true}"#)?.message.contains(#"did you mean "transaction"?"#) == true)
@@ -329,7 +340,8 @@ struct RequestDecoderTests {
             error
                 == RequestError(
                     id: .int(2), code: .badRequest,
-                    message: "\"\(field)\" is not allowed with \"job\": a named job takes its pool, SQL and transaction from the config"))
+                    message: "\"\(field)\" is not allowed with \"job\": a named job takes its pool, SQL and transaction from the config",
+                    op: .run))
     }
 
     @Test("a named job's name is a non-empty string")

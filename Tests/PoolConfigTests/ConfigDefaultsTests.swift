@@ -128,6 +128,28 @@ import Testing
                     allowAdhoc: true, backend: .sqlite(SQLiteSettings(path: "db.sqlite", busyTimeout: .zero))))
     }
 
+    /// `max_job_timeout = "1s"` on its own is valid: the default job_timeout (30s) shrinks to
+    /// it. Only a job_timeout written above the maximum is an error.
+    @Test func jobTimeoutDefaultsToAtMostMaxJobTimeout() throws {
+        let config = try ConfigLoader.parse(
+            """
+            [[pool]]
+            name = "quick"
+            path = "q.db"
+            max_job_timeout = "1s"
+
+            [[pool]]
+            name = "roomy"
+            path = "r.db"
+            max_job_timeout = "1h"
+            """, path: "poold.toml")
+        #expect(config.pools.map(\.jobTimeout) == [.seconds(1), .seconds(30)])
+        #expect(config.pools.map(\.maxJobTimeout) == [.seconds(1), .seconds(3600)])
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.parse("[[pool]]\nname = \"q\"\npath = \"q.db\"\nmax_job_timeout = \"1s\"\njob_timeout = \"2s\"\n", path: "poold.toml")
+        }
+    }
+
     @Test func jobsTakeSQLAsAStringOrABatch() throws {
         let config = try ConfigLoader.parse(
             """

@@ -40,5 +40,9 @@ struct AccessRuleTests {
         #expect(Authorizer.required(for: .reload) == .operator)
         #expect(Authorizer.required(for: .drain(pool: nil, stop: true)) == .operator)
         #expect(Role.observer < .submitter && .submitter < .operator && Role.none < .observer)
+        // By op alone, for a line that names an op but does not decode.
+        #expect(Authorizer.required(forOp: .run) == .submitter)
+        #expect(Authorizer.required(forOp: .drain) == .operator)
+        #expect(Authorizer.required(forOp: .stats) == .observer)
     }
 }

@@ -12,4 +12,8 @@ int cspawn_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 /* posix_spawn_file_actions_addchdir_np: start the child in this directory. */
 int cspawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/* mallopt(M_MMAP_THRESHOLD, bytes) (malloc.h, which Swift's Glibc module does not show):
+ * allocations of at least `bytes` get their own mapping, returned to the system on free. */
+int cspawn_set_mmap_threshold(int bytes);
+
 #endif

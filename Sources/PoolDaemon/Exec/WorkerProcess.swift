@@ -2,16 +2,21 @@
 import Glibc
 #endif
 import CSpawn
+import NIOCore
 import Synchronization
 
 /// One worker process: spawned with posix_spawn in its own process group, with pipes for
 /// stdin, stdout and stderr and no other inherited descriptor, under `setpriv --pdeathsig
 /// KILL` so that it dies with poold even when poold is killed with SIGKILL. (The parent-death
 /// signal fires when the spawning *thread* exits: workers are spawned from an exec pool's
-/// own threads, which live until every worker has been reaped.)
+/// own thread, which lives until every worker has been reaped.)
+///
+/// The pipe descriptors are handed over at once: stdin and stdout to the worker's channel on
+/// the event loop, stderr to its `WorkerStderr`. This type only signals and reaps.
 final class WorkerProcess: Sendable {
     let pid: pid_t
-    /// Our ends of the pipes: we write the worker's stdin, read its stdout and stderr.
+    /// Our ends of the pipes, until their new owners take them: we write the worker's stdin,
+    /// read its stdout and stderr.
     let stdin: Int32
     let stdout: Int32
     let stderr: Int32
@@ -19,7 +24,6 @@ final class WorkerProcess: Sendable {
 
     private struct State {
         var exit: ExitStatus?
-        var closedStdin = false
     }
 
     enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
@@ -151,44 +155,38 @@ final class WorkerProcess: Sendable {
         kill(-pid, signal)
     }
 
-    /// EOF on stdin (up to 100 ms to exit on its own), then SIGTERM, up to `grace` to exit,
-    /// then SIGKILL; returns once the process is reaped.
-    func stop(grace: Duration) async {
-        // End of input first: a worker that reads to EOF gets to finish on its own terms.
-        closeStdin()
-        let eof = ContinuousClock.now + min(grace, .milliseconds(100))
-        while exitStatus() == nil, ContinuousClock.now < eof {
-            try? await Task.sleep(for: .milliseconds(2))
+    /// Waits up to `limit` for the process to exit (reaping it); its status, or nil if it is
+    /// still running. Polls `waitpid` on `loop`'s timers, which a cancelled task cannot cut
+    /// short: a stop in progress goes to its end.
+    func waitForExit(limit: Duration, on loop: any EventLoop) async -> ExitStatus? {
+        let deadline = ContinuousClock.now + limit
+        var status = exitStatus()
+        var step: Duration = .milliseconds(1)
+        while status == nil, ContinuousClock.now < deadline {
+            await loop.pause(min(step, ContinuousClock.now.duration(to: deadline)))
+            step = min(step * 2, .milliseconds(20))
+            status = exitStatus()
         }
-        if exitStatus() == nil {
+        return status
+    }
+
+    /// After the worker's input was closed: up to 100 ms to exit on its own, then SIGTERM to
+    /// its group, up to `grace`, then SIGKILL; returns once it is reaped (or, if even SIGKILL
+    /// does not end it within 10 s — a process stuck in the kernel — false).
+    func stop(grace: Duration, on loop: any EventLoop) async -> Bool {
+        var status = await waitForExit(limit: min(grace, .milliseconds(100)), on: loop)
+        if status == nil {
             signalGroup(SIGTERM)
-            let deadline = ContinuousClock.now + grace
-            while exitStatus() == nil, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(5))
-            }
-            if exitStatus() == nil {
-                signalGroup(SIGKILL)
-                while exitStatus() == nil {
-                    try? await Task.sleep(for: .milliseconds(5))
-                }
-            }
+            status = await waitForExit(limit: grace, on: loop)
         }
-        // The group may hold children of the worker: they go too.
-        kill(-pid, 0) == 0 ? killGroupLeftovers() : ()
-        close(stdout)
-    }
-
-    private func killGroupLeftovers() {
-        // The leader is reaped; its group id is still reserved while members remain.
-        kill(-pid, SIGKILL)
-    }
-
-    func closeStdin() {
-        let first = state.withLock { state -> Bool in
-            defer { state.closedStdin = true }
-            return !state.closedStdin
+        if status == nil {
+            signalGroup(SIGKILL)
+            status = await waitForExit(limit: .seconds(10), on: loop)
         }
-        if first { close(stdin) }
+        // The group may hold children of the worker: they go too. The leader is reaped; its
+        // group id stays reserved while members remain, so it names no one else.
+        if status != nil, kill(-pid, 0) == 0 { kill(-pid, SIGKILL) }
+        return status != nil
     }
 
     static func decode(_ status: Int32) -> ExitStatus {

@@ -45,17 +45,29 @@ final class WorkerStderr: Sendable {
     var tail: [String] { state.withLock { Array($0.tail) } }
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    fileprivate func line(_ text: String) {
-        let (log, suppressedBefore) = state.withLock { state -> (Bool, Int) in
-            state.tail.append(text.count > 200 ? String(text.prefix(200)) + "…" : text)
-            if state.tail.count > Self.tailLines { state.tail.removeFirst() }
-            return state.budget.take(at: .now)
+    /// Lines read together (`ranges` of `bytes`): the last few kept as the tail, as many as
+    /// the budget allows logged. Only those become strings, so a worker writing stderr flat
+    /// out costs a scan of its bytes and little more.
+    fileprivate func lines(_ bytes: [UInt8], _ ranges: [Range<Int>]) {
+        func text(_ range: Range<Int>) -> String {
+            var text = String(decoding: bytes[range], as: UTF8.self)
+            if text.hasSuffix("\r") { text.removeLast() }
+            return text
+        }
+        let last = ranges.suffix(Self.tailLines).map { range -> String in
+            let line = text(range)
+            return line.count > 200 ? String(line.prefix(200)) + "…" : line
+        }
+        let (allowed, suppressedBefore) = state.withLock { state -> (Int, Int) in
+            state.tail.append(contentsOf: last)
+            while state.tail.count > Self.tailLines { state.tail.removeFirst() }
+            return state.budget.take(ranges.count, at: .now)
         }
         if suppressedBefore > 0 {
             logger.warning("worker stderr: \(suppressedBefore) lines suppressed (more than \(Int(Self.perSecond))/s)")
         }
-        if log {
-            logger.info("worker stderr: \(text)")
+        for range in ranges.prefix(allowed) {
+            logger.info("worker stderr: \(text(range))")
         }
     }
 
@@ -70,12 +82,16 @@ final class WorkerStderr: Sendable {
     }
 }
 
-/// Splits a worker's stderr into lines (cut at `WorkerStderr.maxLine`).
+/// Splits a worker's stderr into lines (cut at `WorkerStderr.maxLine`), a whole read at a time.
 private final class StderrReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let sink: WorkerStderr
+    /// The line being read, across reads.
     private var partial: [UInt8] = []
+    /// The lines one read completed, and where each lies in `completed`.
+    private var completed: [UInt8] = []
+    private var ranges: [Range<Int>] = []
 
     init(sink: WorkerStderr) {
         self.sink = sink
@@ -83,18 +99,27 @@ private final class StderrReader: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        for byte in buffer.readableBytesView {
-            if byte == UInt8(ascii: "\n") {
-                emit()
-            } else {
-                partial.append(byte)
-                if partial.count >= WorkerStderr.maxLine { emit() }
+        buffer.withUnsafeReadableBytes { bytes in
+            var start = 0
+            while start < bytes.count {
+                let end = min(bytes.count, start + WorkerStderr.maxLine - partial.count)
+                if let newline = bytes[start..<end].firstIndex(of: UInt8(ascii: "\n")) {
+                    partial.append(contentsOf: bytes[start..<newline])
+                    finishLine()
+                    start = newline + 1
+                } else {
+                    partial.append(contentsOf: bytes[start..<end])
+                    start = end
+                    if partial.count >= WorkerStderr.maxLine { finishLine() }
+                }
             }
         }
+        flush()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !partial.isEmpty { emit() }
+        if !partial.isEmpty { finishLine() }
+        flush()
         sink.markClosed()
         context.fireChannelInactive()
     }
@@ -103,10 +128,17 @@ private final class StderrReader: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func emit() {
-        var text = String(decoding: partial, as: UTF8.self)
-        if text.hasSuffix("\r") { text.removeLast() }
+    private func finishLine() {
+        let start = completed.count
+        completed.append(contentsOf: partial)
+        ranges.append(start..<completed.count)
         partial.removeAll(keepingCapacity: true)
-        sink.line(text)
+    }
+
+    private func flush() {
+        guard !ranges.isEmpty else { return }
+        sink.lines(completed, ranges)
+        completed.removeAll(keepingCapacity: completed.capacity <= 256 * 1024)
+        ranges.removeAll(keepingCapacity: true)
     }
 }
