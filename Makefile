@@ -34,9 +34,10 @@ test: build
 	scripts/with-postgres.sh $(SWIFT) test --skip-build
 	tests/systemd-it.sh
 
-# Shutdown soak, not part of `make test`: CYCLES (100) times, poold with a SQLite, a PostgreSQL
-# (throwaway cluster) and an exec pool under pipelined load gets SIGTERM (twice in a third of
-# the cycles); every request sent must be answered once, nothing may leak, both databases must
+# Shutdown soak, not part of `make test`: CYCLES (100) times, poold with two SQLite pools (max 4
+# and a contended max 1), a PostgreSQL pool (throwaway cluster) and two exec pools (max 2 and a
+# contended max 1) under pipelined load gets SIGTERM (twice in a third of
+# the cycles); every request sent must be answered once, nothing may leak, the databases must
 # hold whole transactions only. SOAK_SEED=N repeats a run's random choices (delays, double
 # signals, request mix; thread timing still varies); a failed cycle keeps its temp dir.
 soak: deps

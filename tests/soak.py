@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Shutdown soak test for poold (`make soak`; not part of `make test`).
 
-Each cycle starts a real poold with a SQLite, a PostgreSQL and an exec pool, loads all three
-from several pipelining client connections, sends SIGTERM (a second one in a third of the
+Each cycle starts a real poold with two SQLite pools (max 4, and max 1), a PostgreSQL pool and
+two exec pools (max 2, and max 1), loads all five from several pipelining client connections
+(the max = 1 pools are contended: jobs wait, time out in the queue or are refused as overloaded), sends SIGTERM (a second one in a third of the
 cycles) after a random delay, and checks what DESIGN.md §3 promises: exit status 0, every
 request that was sent answered exactly once with an expected code, no PostgreSQL connection
 and no worker process left, no socket file left, and both databases consistent with the
@@ -38,6 +39,10 @@ CLIENTS_PER_KIND = 2
 PIPELINE = 4
 SQLITE_SLOW = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) SELECT count(*) FROM c"
 PG_SLOW = "SELECT pg_sleep(0.05)"
+# Client kinds: the pool each loads (and, for SQLite, its database file).
+SQLITE_POOLS = {"sqlite": "lite", "sqlite1": "lite1"}
+EXEC_POOLS = {"exec": "workers", "exec1": "workers1"}
+KINDS = ("sqlite", "sqlite1", "pg", "exec", "exec1")
 EXIT_LIMIT = 30.0          # seconds from the first SIGTERM before poold is killed
 CLIENT_LIMIT = 45.0        # seconds a client keeps reading after the first SIGTERM
 
@@ -120,12 +125,12 @@ class Client(threading.Thread):
         self.counter += 1
         rid = f"c{self.cycle}-{self.kind}{self.index}-{self.counter}"
         slow = self.rng.random() < 0.3
-        if self.kind == "sqlite":
+        if self.kind in SQLITE_POOLS:
             batch = [{"sql": "INSERT INTO a(id) VALUES (?1)", "params": [rid]}]
             if slow:
                 batch.append({"sql": SQLITE_SLOW})
             batch.append({"sql": "INSERT INTO b(id) VALUES (?1)", "params": [rid]})
-            req = {"id": rid, "op": "run", "pool": "lite", "batch": batch, "transaction": True}
+            req = {"id": rid, "op": "run", "pool": SQLITE_POOLS[self.kind], "batch": batch, "transaction": True}
         elif self.kind == "pg":
             batch = [{"sql": "INSERT INTO soak_a(id) VALUES ($1)", "params": [rid]}]
             if slow:
@@ -136,7 +141,7 @@ class Client(threading.Thread):
             data = {"n": self.counter, "who": rid, "text": "héllo ✓"}
             if slow:
                 data["sleep"] = 0.05
-            req = {"id": rid, "op": "run", "pool": "workers", "input": data}
+            req = {"id": rid, "op": "run", "pool": EXEC_POOLS[self.kind], "input": data}
         return rid, req, (json.dumps(req, ensure_ascii=False) + "\n").encode()
 
     def run(self):
@@ -287,6 +292,16 @@ max = 4
 allow_adhoc = true
 
 [[pool]]
+name = "lite1"
+kind = "sqlite"
+path = "{tmp}/lite1.db"
+min = 1
+max = 1
+max_waiters = 4
+acquire_timeout = "500ms"
+allow_adhoc = true
+
+[[pool]]
 name = "pg"
 kind = "postgres"
 url = "{pg_url}"
@@ -303,6 +318,15 @@ command = ["python3", "{ECHO_WORKER}"]
 min = 1
 max = 2
 allow_adhoc = true
+
+[[pool]]
+name = "workers1"
+kind = "exec"
+command = ["python3", "{ECHO_WORKER}"]
+min = 1
+max = 1
+max_waiters = 4
+acquire_timeout = "500ms"
 """
     path = os.path.join(tmp, "poold.toml")
     with open(path, "w") as f:
@@ -340,9 +364,10 @@ def run_cycle(n, rng, binary, pg_url, pg_password):
     fail = result["failures"].append
     sock_path = os.path.join(tmp, "control.sock")
     config = write_config(tmp, pg_url, pg_password)
-    db = sqlite3.connect(os.path.join(tmp, "lite.db"))
-    db.executescript("CREATE TABLE a (id TEXT PRIMARY KEY); CREATE TABLE b (id TEXT PRIMARY KEY);")
-    db.close()
+    for name in SQLITE_POOLS.values():
+        db = sqlite3.connect(os.path.join(tmp, f"{name}.db"))
+        db.executescript("CREATE TABLE a (id TEXT PRIMARY KEY); CREATE TABLE b (id TEXT PRIMARY KEY);")
+        db.close()
     psql("DROP TABLE IF EXISTS soak_a, soak_b; "
          "CREATE TABLE soak_a (id text PRIMARY KEY); CREATE TABLE soak_b (id text PRIMARY KEY); "
          "ALTER TABLE soak_a OWNER TO poold; ALTER TABLE soak_b OWNER TO poold")
@@ -397,7 +422,7 @@ def run_cycle(n, rng, binary, pg_url, pg_password):
                 return result
 
         signalled = Signalled()
-        for kind in ("sqlite", "pg", "exec"):
+        for kind in KINDS:
             for i in range(CLIENTS_PER_KIND):
                 clients.append(Client(n, kind, i, sock_path, random.Random(rng.random()), signalled))
         for c in clients:
@@ -435,8 +460,8 @@ def run_cycle(n, rng, binary, pg_url, pg_password):
             fail(f"client {c.name} crashed: {c.crash}")
 
     # Replies: every sent request answered exactly once, with an expected code.
-    ok_ids = {"sqlite": set(), "pg": set()}
-    err_ids = {"sqlite": set(), "pg": set()}
+    ok_ids = {kind: set() for kind in (*SQLITE_POOLS, "pg")}
+    err_ids = {kind: set() for kind in (*SQLITE_POOLS, "pg")}
     codes, endings, bad = {}, {}, []
     for c in clients:
         for conn in c.connections:
@@ -462,7 +487,7 @@ def run_cycle(n, rng, binary, pg_url, pg_password):
                 codes[code] = codes.get(code, 0) + 1
                 if code != "ok" and code not in EXPECTED_CODES:
                     bad.append(f"{rid}: unexpected reply {json.dumps(reply)[:300]}")
-                if c.kind == "exec" and code == "ok" and reply.get("output") != conn.sent[rid]["input"]:
+                if c.kind in EXEC_POOLS and code == "ok" and reply.get("output") != conn.sent[rid]["input"]:
                     bad.append(f"{rid}: worker output {reply.get('output')!r} is not its input")
                 if c.kind in ok_ids:
                     (ok_ids if code == "ok" else err_ids)[c.kind].add(rid)
@@ -507,17 +532,18 @@ def run_cycle(n, rng, binary, pg_url, pg_password):
         if stray:
             fail(f"{what}: {len(stray)} id(s) present that were never answered, e.g. {sorted(stray)[:5]}")
 
-    try:
-        db = sqlite3.connect(os.path.join(tmp, "lite.db"))
-        integrity = db.execute("PRAGMA integrity_check").fetchall()
-        if integrity != [("ok",)]:
-            fail(f"SQLite integrity_check: {integrity[:5]}")
-        a = {r[0] for r in db.execute("SELECT id FROM a")}
-        b = {r[0] for r in db.execute("SELECT id FROM b")}
-        db.close()
-        check_tables("SQLite", a, b, "sqlite")
-    except sqlite3.Error as e:
-        fail(f"SQLite check failed: {e}")
+    for kind, name in SQLITE_POOLS.items():
+        try:
+            db = sqlite3.connect(os.path.join(tmp, f"{name}.db"))
+            integrity = db.execute("PRAGMA integrity_check").fetchall()
+            if integrity != [("ok",)]:
+                fail(f"SQLite {name}: integrity_check: {integrity[:5]}")
+            a = {r[0] for r in db.execute("SELECT id FROM a")}
+            b = {r[0] for r in db.execute("SELECT id FROM b")}
+            db.close()
+            check_tables(f"SQLite {name}", a, b, kind)
+        except sqlite3.Error as e:
+            fail(f"SQLite {name}: check failed: {e}")
     check_tables("PostgreSQL", set(psql("SELECT id FROM soak_a")), set(psql("SELECT id FROM soak_b")), "pg")
     return result
 

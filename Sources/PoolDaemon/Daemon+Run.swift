@@ -42,9 +42,9 @@ extension Daemon {
             }
             beginStop()  // releases the stop waiter if the group ended for another reason
         }
-        for pool in pools.all { pool.dedicated?.shutdown() }
+        for pool in pools.all + pools.retired { pool.dedicated?.shutdown() }
         try? await loops.shutdownGracefully()
-        let leaked = pools.all.reduce(0) { $0 + $1.pool.snapshot.open }
+        let leaked = (pools.all + pools.retired).reduce(0) { $0 + $1.pool.snapshot.open }
         let totals = self.totals
         let elapsed = (stopStarted ?? started).duration(to: .now)
         logger.notice("stopped after \(elapsed.elapsedDescription): \(totals.finished) jobs finished, \(totals.cancelled) cancelled, \(leaked) leaked", metadata: ["event": "stopped"])

@@ -686,7 +686,7 @@ public final class Daemon: Sendable {
         guard first else { return false }
         Systemd.notify("STOPPING=1", "STATUS=\(statusLine())")
         logger.notice("stopping", metadata: ["event": "stopping", "jobs": "\(jobs.count)"])
-        for pool in pools.all.reversed() { pool.pool.beginClose() }
+        for pool in (pools.retired + pools.all).reversed() { pool.pool.beginClose() }
         shutdown.requestStop()
         return true
     }

@@ -210,6 +210,9 @@ struct DeadResource: Error, CustomStringConvertible {
 /// The set of running pools, by name, in the order they were started.
 final class PoolSet: Sendable {
     private let pools = Mutex<[ManagedPool]>([])
+    /// Pools a reload took out of service that have not closed yet: still holding resources,
+    /// so stopping closes them too and counts what they leave.
+    private let retiring = Mutex<[ManagedPool]>([])
     private enum Work: Sendable {
         case run(ManagedPool)
         case retire(ManagedPool)
@@ -223,6 +226,9 @@ final class PoolSet: Sendable {
     }
 
     var all: [ManagedPool] { pools.withLock { $0 } }
+
+    /// Pools retired by a reload and not closed yet.
+    var retired: [ManagedPool] { retiring.withLock { $0 } }
 
     func named(_ name: String) -> ManagedPool? {
         pools.withLock { $0.first { $0.name == name } }
@@ -242,7 +248,10 @@ final class PoolSet: Sendable {
             guard let index = pools.firstIndex(where: { $0.name == name }) else { return nil }
             return pools.remove(at: index)
         }
-        if let pool { work.yield(.retire(pool)) }
+        if let pool {
+            retiring.withLock { $0.append(pool) }
+            work.yield(.retire(pool))
+        }
         return pool
     }
 
@@ -258,6 +267,7 @@ final class PoolSet: Sendable {
                         await pool.pool.drain()
                         await pool.pool.close()
                         pool.dedicated?.shutdown()
+                        self.retiring.withLock { $0.removeAll { $0 === pool } }
                     }
                 }
             }

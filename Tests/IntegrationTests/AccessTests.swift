@@ -217,3 +217,74 @@ extension AccessTests {
         return poolctl
     }
 }
+
+extension AccessTests {
+    /// Authorization comes before every other check (DESIGN §4): a line that names an op the
+    /// peer may not use is `unauthorized`, whatever else is wrong with it; a peer that may use
+    /// the op is told what is wrong.
+    @Test func authorizationComesBeforeEveryOtherCheck() throws {
+        try Self.ensureUsers()
+        let daemon = try DaemonProcess(extra: """
+            socket_mode = "0666"
+
+            [access]
+            submitters = ["@\(Self.submitterGroup)"]
+            observers = ["poold-t-obs"]
+            """)
+        chmod(daemon.directory, 0o755)
+        let lines = [
+            #"{"id":1,"op":"run","pool":"main","sql":"SELECT 1","bogus":1}"#,
+            #"{"id":2,"op":"drain","pool":7}"#,
+            #"{"id":3,"op":"cancel","job":"x"}"#,
+            #"{"id":4,"op":"stats","pool":7}"#,
+            #"{"id":5,"op":"run","job":"count","params":[[1]]}"#,
+        ]
+        #expect(try Self.codes(as: "poold-t-obs", lines, socket: daemon.socket) == ["unauthorized", "unauthorized", "unauthorized", "bad_request", "unauthorized"])
+        #expect(try Self.codes(as: "poold-t-sub", lines, socket: daemon.socket) == ["bad_request", "unauthorized", "bad_request", "bad_request", "bad_request"])
+        #expect(try Self.codes(as: "poold-t-none", [#"{"id":1,"op":"ping","extra":true}"#], socket: daemon.socket) == ["unauthorized"])
+    }
+
+    /// An exec pool's input is its job: submitters may send it without allow_adhoc, which is
+    /// about ad-hoc SQL (DESIGN §2, amended 2026-12-07); observers still may not.
+    @Test func anExecPoolsInputNeedsNoAllowAdhoc() throws {
+        try Self.ensureUsers()
+        let daemon = try DaemonProcess(
+            extra: """
+                socket_mode = "0666"
+
+                [access]
+                submitters = ["@\(Self.submitterGroup)"]
+                observers = ["poold-t-obs"]
+                """,
+            pools: """
+                [[pool]]
+                name = "workers"
+                kind = "exec"
+                command = ["/usr/bin/python3", "\(Exec.worker("echo"))"]
+                max = 1
+                """)
+        let poolctl = try Self.installPoolctl(for: daemon)
+        let (status, reply) = try Self.poolctl("poold-t-sub", poolctl, daemon.socket, ["run", "workers", "--input", #"{"n": 7}"#])
+        #expect(status == 0 && reply.contains(#""n":7"#), "a submitter runs an exec job on a pool without allow_adhoc: \(reply)")
+        let (_, denied) = try Self.poolctl("poold-t-obs", poolctl, daemon.socket, ["run", "workers", "--input", "1"])
+        #expect(denied.contains("\"unauthorized\""), "\(denied)")
+        #expect(try daemon.request(["op": .string("run"), "pool": .string("workers"), "input": .int(3)])["output"] == .int(3))
+    }
+
+    /// The error code of each reply to `lines`, sent on one connection as `user`, by id.
+    static func codes(as user: String, _ lines: [String], socket: String) throws -> [String] {
+        let client = """
+            import json, socket, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+            lines = sys.argv[2:]
+            s.sendall(''.join(l + '\\n' for l in lines).encode()); s.shutdown(socket.SHUT_WR)
+            f = s.makefile()
+            replies = [json.loads(f.readline()) for _ in lines]
+            codes = {r['id']: (r.get('error') or {}).get('code', 'ok') for r in replies}
+            print(' '.join(codes[json.loads(l)['id']] for l in lines))
+            """
+        let result = try Program.run("/usr/bin/setpriv", ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", "/usr/bin/python3", "-c", client, socket] + lines)
+        guard result.status == 0 else { throw TestFailure("client as \(user) failed: \(result.err)") }
+        return result.out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+}
