@@ -70,7 +70,7 @@ public final class Daemon: Sendable {
             logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
         }
         for settings in config.pools {
-            pools.add(try ManagedPool(settings: settings, loops: loops, logger: logger))
+            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, logger: logger))
         }
     }
 
@@ -160,7 +160,8 @@ public final class Daemon: Sendable {
 
     /// The reply to a request already authorized (`handle`, or `admit` for jobs). `received`:
     /// when the request was read; a job's timing and deadline count from then.
-    func perform(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant) async -> [UInt8] {
+    /// `admitted`: the pool `admit` found for a job, so that it is not looked up again.
+    func perform(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant, admitted: ManagedPool? = nil) async -> [UInt8] {
         let id = request.id
         switch request.command {
         case .ping:
@@ -178,11 +179,11 @@ public final class Daemon: Sendable {
         case .metrics:
             return Reply.ok(id: id, [("text", .string(metrics.exposition(pools: pools.all)))])
         case .runSQL(let pool, let statements, let isBatch, let transaction, let timeoutMs):
-            guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
+            guard let managed = admitted ?? pools.named(pool) else { return noSuchPool(id, pool) }
             if managed.kind == .exec {
                 return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
             }
-            if !managed.settings.allowAdhoc {
+            if !managed.jobRules.allowAdhoc {
                 return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
             }
             return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
@@ -191,12 +192,12 @@ public final class Daemon: Sendable {
                 let known = config.jobs.map(\.name)
                 return Reply.error(id: id, code: .noSuchJob, message: "no job named \"\(name)\"" + (known.isEmpty ? "; the config declares none" : "; jobs: \(known.joined(separator: ", "))"))
             }
-            guard let managed = pools.named(job.pool) else { return noSuchPool(id, job.pool) }
+            guard let managed = admitted ?? pools.named(job.pool) else { return noSuchPool(id, job.pool) }
             let statements = job.sql.map { SQLStatement(sql: $0, params: params) }
             let limit = timeoutMs.map { Duration.milliseconds($0) } ?? job.timeout
             return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runExec(let pool, let input, let timeoutMs):
-            guard let managed = pools.named(pool) else { return noSuchPool(id, pool) }
+            guard let managed = admitted ?? pools.named(pool) else { return noSuchPool(id, pool) }
             guard managed.kind == .exec else {
                 return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
             }
@@ -224,7 +225,7 @@ public final class Daemon: Sendable {
             let min = newMin ?? limits.minResources
             let max = newMax ?? limits.maxResources
             do {
-                try managed.pool.resize(min: min, max: max)
+                try managed.resize(min: min, max: max)
             } catch {
                 return Reply.error(id: id, code: error.code, message: error.message)
             }
@@ -349,7 +350,7 @@ public final class Daemon: Sendable {
         body: (Int64, CancelSignal, @escaping @Sendable () -> Void) async throws -> R,
         reply: (R, Int64, JobTiming) -> [UInt8]
     ) async -> [UInt8] {
-        let settings = pool.settings
+        let settings = pool.jobRules
         if let timeoutMs, Duration.milliseconds(timeoutMs) > settings.maxJobTimeout {
             return Reply.error(id: id, code: .badRequest, message: "\"timeout_ms\" must be at most \(settings.maxJobTimeout.milliseconds) (pool \"\(pool.name)\" max_job_timeout = \(settings.maxJobTimeout.limitDescription)); got \(timeoutMs)")
         }
@@ -384,7 +385,7 @@ public final class Daemon: Sendable {
             answer = errorReply(id: id, job: job, error: error, limit: limit, timing: stopwatch.timing, isBatch: isBatch)
         }
         let timing = stopwatch.timing
-        metrics.record(pool: pool.name, outcome: outcome, timing: timing)
+        pool.collectors.record(outcome, timing)
         mutable.withLock { state in
             if outcome == .cancelled { state.totals.cancelled += 1 } else { state.totals.finished += 1 }
         }
@@ -633,7 +634,7 @@ public final class Daemon: Sendable {
                 } else {
                     pools.retire(settings.name)
                     do {
-                        pools.add(try ManagedPool(settings: settings, loops: loops, logger: logger))
+                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, logger: logger))
                         changes.append("pool \(settings.name) replaced")
                     } catch {
                         changes.append("pool \(settings.name) removed: \(error.message)")
@@ -641,7 +642,7 @@ public final class Daemon: Sendable {
                 }
             } else {
                 do {
-                    pools.add(try ManagedPool(settings: settings, loops: loops, logger: logger))
+                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, logger: logger))
                     changes.append("pool \(settings.name) added")
                 } catch {
                     changes.append("pool \(settings.name) not added: \(error.message)")

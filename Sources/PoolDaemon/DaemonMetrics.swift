@@ -19,6 +19,12 @@ final class DaemonMetrics: Sendable {
         let jobs: [JobOutcome: Counter]
         let wait: DurationHistogram
         let exec: DurationHistogram
+
+        func record(_ outcome: JobOutcome, _ timing: JobTiming) {
+            jobs[outcome]?.increment()
+            wait.record(timing.queue + timing.acquire)
+            if timing.exec > .zero { exec.record(timing.exec) }
+        }
     }
 
     private let collectors = Mutex<[String: PoolCollectors]>([:])
@@ -54,10 +60,7 @@ final class DaemonMetrics: Sendable {
     }
 
     func record(pool: String, outcome: JobOutcome, timing: JobTiming) {
-        let c = collectors(for: pool)
-        c.jobs[outcome]?.increment()
-        c.wait.record(timing.queue + timing.acquire)
-        if timing.exec > .zero { c.exec.record(timing.exec) }
+        collectors(for: pool).record(outcome, timing)
     }
 
     func exposition(pools: [ManagedPool]) -> String {

@@ -46,30 +46,35 @@ final class ManagedPool: Sendable {
     /// The same pool, for everything but jobs.
     let pool: any PoolControl
     let statistics = PoolStatistics()
+    /// The pool's Prometheus collectors, looked up once rather than by name on every job.
+    let collectors: DaemonMetrics.PoolCollectors
     /// An exec pool's spawning thread (see `ExecBackend`); nil for other kinds.
     let dedicated: DedicatedExecutor?
-    /// Where this pool's jobs run while they wait for a resource and between its phases: the
-    /// event loop of the control server (and of PostgreSQL connections). It never blocks: an
-    /// SQLite job moves to its connection's own thread only once it holds the connection.
+    /// Where this pool's jobs run: the event loop of the control server, of PostgreSQL
+    /// connections and of workers' pipes, which never blocks; for SQLite, that loop until a
+    /// job holds a connection, then the connection's own thread (`SQLiteThreads`).
     let executor: (any TaskExecutor)?
     private let current: Mutex<PoolSettings>
     /// Jobs admitted from control connections and not answered yet (see `admit`).
     private let admitted = Atomic<Int>(0)
 
-    init(settings: PoolSettings, loops: any EventLoopGroup, logger: Logger) throws(PoolError) {
+    init(settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, logger: Logger) throws(PoolError) {
         self.name = settings.name
+        self.collectors = metrics.collectors(for: settings.name)
         self.kind = settings.kind
         self.current = Mutex(settings)
+        self.rules = Mutex(JobRules(settings, limits: settings.limits))
         let name = settings.name
         let onEvent: @Sendable (PoolEvent) -> Void = { event in ManagedPool.log(event, pool: name, logger: logger) }
         switch settings.backend {
         case .sqlite(let sqlite):
+            let threads = SQLiteThreads(lobby: loops.next())
             self.dedicated = nil
-            self.executor = EventLoopExecutor(loop: loops.next())
+            self.executor = threads
             let pool = SQLitePool(
                 name: settings.name,
                 limits: settings.limits,
-                backend: SQLiteBackend(path: sqlite.path, busyTimeout: sqlite.busyTimeout, pool: settings.name),
+                backend: SQLiteBackend(path: sqlite.path, busyTimeout: sqlite.busyTimeout, pool: settings.name, threads: threads),
                 clock: ContinuousClock(),
                 onEvent: onEvent)
             self.engine = .sqlite(pool)
@@ -104,16 +109,37 @@ final class ManagedPool: Sendable {
 
     var settings: PoolSettings { current.withLock { $0 } }
 
+    /// What every job reads on its way in, kept apart from `settings` so that reading it
+    /// copies no strings (and takes neither the settings' lock nor the pool's).
+    struct JobRules: Sendable {
+        var jobTimeout: Duration
+        var maxJobTimeout: Duration
+        var allowAdhoc: Bool
+        /// `max` + `max_waiters`: how many jobs `admit` lets in at once.
+        var admissions: Int
+
+        init(_ settings: PoolSettings, limits: PoolLimits) {
+            jobTimeout = settings.jobTimeout
+            maxJobTimeout = settings.maxJobTimeout
+            allowAdhoc = settings.allowAdhoc
+            admissions = limits.maxResources + limits.maxWaiters
+        }
+    }
+
+    private let rules: Mutex<JobRules>
+
+    var jobRules: JobRules { rules.withLock { $0 } }
+
     /// Admits one job, or refuses it with `overloaded` once `max` + `max_waiters` jobs are
     /// admitted and unanswered. Checked on the control connection as the request is read,
     /// before a task exists for it: a burst is refused before anything is allocated for it.
     /// Admitted jobs go straight to the pool, whose own `max_waiters` bound then holds.
     func admit() -> PoolError? {
         let count = admitted.wrappingAdd(1, ordering: .relaxed).newValue
-        let limits = pool.limits
-        guard count > limits.maxResources + limits.maxWaiters else { return nil }
+        guard count > rules.withLock({ $0.admissions }) else { return nil }
         admitted.wrappingSubtract(1, ordering: .relaxed)
         statistics.record(.overloaded, JobTiming(), acquired: false, ran: false)
+        let limits = pool.limits
         return PoolError(.overloaded, "pool \"\(name)\" already has \(count - 1) jobs running or waiting (max = \(limits.maxResources), max_waiters = \(limits.maxWaiters)); retry later, or raise max_waiters or max")
     }
 
@@ -131,6 +157,14 @@ final class ManagedPool: Sendable {
     func apply(_ new: PoolSettings) throws(PoolError) {
         try pool.update(new.limits)
         current.withLock { $0 = new }
+        rules.withLock { $0 = JobRules(new, limits: new.limits) }
+    }
+
+    /// `resize`: new `min` and `max`, live.
+    func resize(min: Int, max: Int) throws(PoolError) {
+        try pool.resize(min: min, max: max)
+        let limits = pool.limits
+        rules.withLock { $0.admissions = limits.maxResources + limits.maxWaiters }
     }
 
     /// Runs statements on one leased connection. `leased` is called once it holds one.

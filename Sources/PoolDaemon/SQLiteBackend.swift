@@ -2,23 +2,18 @@ import ControlProtocol
 import PoolCore
 import PoolKit
 
-/// SQLite connections to one database file, each with a thread of its own.
-///
-/// SQLite calls block, so they never run on the cooperative pool or the event loop. Each
-/// connection owns one thread, started with it and ended with it: a job runs its statements
-/// there only once it holds the connection, so a job never waits behind another job's
-/// statement anywhere but in the pool's queue, where `acquire_timeout`, `cancel`, `jobs` and
-/// shutdown reach it; and a pool of `max = N` runs N statements at once.
+/// SQLite connections to one database file, each with a thread of its own (see
+/// `SQLiteThreads` for how jobs move between the pool and those threads).
 struct SQLiteBackend: PoolBackend {
     typealias Resource = SQLiteConnection
 
     let path: String
     let busyTimeout: Duration
     let pool: String
+    let threads: SQLiteThreads
 
     func open() async throws -> SQLiteConnection {
-        let thread = DedicatedExecutor(name: "sqlite \(pool)", threads: 1)
-        guard thread.threadCount == 1 else {
+        guard let thread = ConnectionThread(pool: threads) else {
             throw BackendFailure("cannot start a thread for a connection of pool \"\(pool)\": the system refused; raise the unit's TasksMax= (or ulimit -u), or lower max")
         }
         do {
@@ -26,7 +21,7 @@ struct SQLiteBackend: PoolBackend {
                 try SQLiteConnection.open(path: path, busyTimeout: busyTimeout, thread: thread)
             }
         } catch {
-            thread.shutdown(join: false)
+            thread.shutdown()
             throw error
         }
     }
@@ -43,7 +38,7 @@ struct SQLiteBackend: PoolBackend {
 
     func close(_ connection: SQLiteConnection) async {
         await withTaskExecutorPreference(connection.thread) { connection.close() }
-        connection.thread.shutdown(join: false)
+        connection.thread.shutdown()
     }
 
     func isBroken(_ connection: SQLiteConnection, after error: any Error) -> Bool {
@@ -86,7 +81,10 @@ extension SQLiteConnection {
         stop?.onStop { [self] in interrupt() }
         defer { stop?.onStop(nil) }
         return try await withTaskCancellationHandler {
-            try await withTaskExecutorPreference(thread) { [self] in
+            // A job granted the connection as another job gave it back already runs on its
+            // thread (see `SQLiteThreads`): no hop there and back.
+            if thread.isCurrent { return try runBlocking(statements, transaction: transaction) }
+            return try await withTaskExecutorPreference(thread) { [self] in
                 try runBlocking(statements, transaction: transaction)
             }
         } onCancel: {
@@ -96,7 +94,7 @@ extension SQLiteConnection {
 
     /// The statements, on the calling thread. Every failure rolls back before it is thrown.
     private func runBlocking(_ statements: [SQLStatement], transaction: Bool) throws -> [StatementResult] {
-        assert(thread.isCurrentThread, "SQLite statements run on their connection's thread")
+        assert(thread.isCurrent, "SQLite statements run on their connection's thread")
         var results: [StatementResult] = []
         results.reserveCapacity(statements.count)
         do {

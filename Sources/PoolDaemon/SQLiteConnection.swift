@@ -31,9 +31,9 @@ final class SQLiteConnection: @unchecked Sendable {
     private var statements: [String: OpaquePointer] = [:]
     let path: String
     /// The connection's own thread: it lives as long as the connection.
-    let thread: DedicatedExecutor
+    let thread: ConnectionThread
 
-    private init(handle: OpaquePointer, stop: StopFlag, path: String, thread: DedicatedExecutor) {
+    private init(handle: OpaquePointer, stop: StopFlag, path: String, thread: ConnectionThread) {
         self.handle = handle
         self.stop = stop
         self.path = path
@@ -42,7 +42,7 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Opens (creating if needed) the database in WAL mode with a busy timeout. Runs on
     /// `thread`, which the connection then keeps.
-    static func open(path: String, busyTimeout: Duration, thread: DedicatedExecutor) throws(BackendFailure) -> SQLiteConnection {
+    static func open(path: String, busyTimeout: Duration, thread: ConnectionThread) throws(BackendFailure) -> SQLiteConnection {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)

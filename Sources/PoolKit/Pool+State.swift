@@ -10,14 +10,14 @@ extension Pool {
         @usableFromInline var resources: [Resource?] = []
         @usableFromInline var waiterCounter: UInt64 = 0
         /// Waiters parked on a continuation.
-        var parked: [WaiterID: CheckedContinuation<Lease, any Error>] = [:]
+        @usableFromInline var parked: [WaiterID: CheckedContinuation<Lease, any Error>] = [:]
         /// Outcomes that arrived before their waiter parked (a race between enqueueing and
         /// parking); the waiter takes it when it parks.
-        var early: [WaiterID: Result<Lease, any Error>] = [:]
-        var work = Deque<Work>()
-        var runWaiter: CheckedContinuation<Void, Never>?
-        var drainWaiters: [CheckedContinuation<Bool, Never>] = []
-        var closeWaiters: [CheckedContinuation<Bool, Never>] = []
+        @usableFromInline var early: [WaiterID: Result<Lease, any Error>] = [:]
+        @usableFromInline var work = Deque<Work>()
+        @usableFromInline var runWaiter: CheckedContinuation<Void, Never>?
+        @usableFromInline var drainWaiters: [CheckedContinuation<Bool, Never>] = []
+        @usableFromInline var closeWaiters: [CheckedContinuation<Bool, Never>] = []
 
         @usableFromInline
         init(machine: PoolStateMachine) {
@@ -46,7 +46,7 @@ extension Pool {
 
         /// Turns the machine's effects into work for `run()` and continuations to resume once
         /// the lock is released.
-        @usableFromInline
+        @inlinable
         mutating func apply(_ effects: PoolEffects) -> Resumptions {
             var out = Resumptions()
             for id in effects.close {
@@ -95,6 +95,7 @@ extension Pool {
             return out
         }
 
+        @inlinable
         mutating func settle(_ waiter: WaiterID, _ outcome: Result<Lease, any Error>, into out: inout Resumptions) {
             if let continuation = parked.removeValue(forKey: waiter) {
                 out.leases.append((continuation, outcome))
@@ -108,12 +109,14 @@ extension Pool {
     /// after it is released.
     @usableFromInline
     struct Resumptions {
-        var leases: [(CheckedContinuation<Lease, any Error>, Result<Lease, any Error>)] = []
-        var finished: [(CheckedContinuation<Bool, Never>, Bool)] = []
-        var wakeRun: CheckedContinuation<Void, Never>?
-        var events: [PoolEvent] = []
+        @usableFromInline var leases: [(CheckedContinuation<Lease, any Error>, Result<Lease, any Error>)] = []
+        @usableFromInline var finished: [(CheckedContinuation<Bool, Never>, Bool)] = []
+        @usableFromInline var wakeRun: CheckedContinuation<Void, Never>?
+        @usableFromInline var events: [PoolEvent] = []
 
-        @usableFromInline
+        @inlinable init() {}
+
+        @inlinable
         func perform(_ onEvent: @Sendable (PoolEvent) -> Void) {
             wakeRun?.resume()
             for (continuation, outcome) in leases { continuation.resume(with: outcome) }

@@ -136,7 +136,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
 
     /// The slow path: park until the machine grants or fails this waiter. Cancellation
     /// removes it from the queue; a grant that races with the cancellation is given back.
-    @usableFromInline
+    @inlinable
     func wait(for waiter: WaiterID, stoppedBy stop: (any StopSource)?) async throws -> Lease {
         stop?.onStop { [self] in cancelWaiter(waiter) }
         defer { stop?.onStop(nil) }
@@ -159,6 +159,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
         return lease
     }
 
+    @inlinable
     func cancelWaiter(_ waiter: WaiterID) {
         let (continuation, resumptions) = state.withLock { state -> (CheckedContinuation<Lease, any Error>?, Resumptions?) in
             guard let effects = state.machine.waiterCancelled(waiter) else { return (nil, nil) }
