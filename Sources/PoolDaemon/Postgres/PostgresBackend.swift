@@ -26,6 +26,21 @@ struct PostgresBackend: PoolBackend {
 
     private static let connectionIDs = Atomic<Int>(0)
 
+    /// Asked of every connection: while a statement runs, the server checks poold's socket
+    /// once a second and, when poold is gone (SIGKILL, OOM kill, crash), aborts the statement
+    /// and rolls its transaction back. Without it a server notices a dead client only at its
+    /// next read or write on the socket, so a long statement (a `pg_sleep`, a lock wait, a
+    /// slow scan) would keep its transaction's locks until it ended by itself.
+    ///
+    /// PostgreSQL 14 added the setting. An older server refuses it at startup (FATAL
+    /// "unrecognized configuration parameter"), as does one on a platform without POLLRDHUP
+    /// (it must be 0 there) and PgBouncer (unsupported startup parameter): each such error
+    /// names the parameter, and the pool then connects without it from then on, rather than
+    /// requiring PostgreSQL 14.
+    static let clientCheck = (name: "client_connection_check_interval", value: "1s")
+    /// Whether this pool's server refused `clientCheck`, remembered for the pool's life.
+    private let clientCheckRefused = ClientCheckRefusal()
+
     init(settings: PostgresSettings, group: any EventLoopGroup, logger: Logger, credentialsDirectory: String?) throws(PoolError) {
         guard let url = settings.components else {
             throw PoolError(.badConfig, "url \(settings.redactedURL) is not a valid postgres url")
@@ -39,6 +54,22 @@ struct PostgresBackend: PoolBackend {
 
     func open() async throws -> PostgresSession {
         let password = try readPassword()
+        guard !clientCheckRefused.isSet else { return try await open(password: password, checkingClient: false) }
+        do {
+            return try await open(password: password, checkingClient: true)
+        } catch let refused as ClientCheckRefused {
+            if clientCheckRefused.set() {
+                logger.notice(
+                    "server refused client_connection_check_interval; connecting without it",
+                    metadata: ["error": "\(refused.message)", "consequence": "a statement running when poold dies keeps its locks until it ends"])
+            }
+            return try await open(password: password, checkingClient: false)
+        }
+    }
+
+    /// One connection, with `clientCheck` among its startup parameters if `checkingClient`;
+    /// throws `ClientCheckRefused` if the server refused exactly that parameter.
+    private func open(password: String?, checkingClient: Bool) async throws -> PostgresSession {
         let wire = PostgresWireState()
         let eventLoop = group.next()
         let channel: any Channel
@@ -56,6 +87,9 @@ struct PostgresBackend: PoolBackend {
                 username: target.user, password: password, database: target.database)
             configuration.options.connectTimeout = .nanoseconds(Int64(settings.connectTimeout.nanoseconds))
             configuration.options.additionalStartupParameters = [("application_name", settings.applicationName)]
+            if checkingClient {
+                configuration.options.additionalStartupParameters.append(Self.clientCheck)
+            }
             let id = Self.connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
             let connection = try await PostgresConnection.connect(on: eventLoop, configuration: configuration, id: id, logger: logger)
             guard let key = wire.backendKey else {
@@ -65,6 +99,9 @@ struct PostgresBackend: PoolBackend {
             return PostgresSession(connection: connection, wire: wire, key: key, target: target)
         } catch {
             try? await channel.close()
+            if checkingClient, let server = ServerError(error), server.message.contains(Self.clientCheck.name) {
+                throw ClientCheckRefused(message: server.text)
+            }
             throw failure(from: error)
         }
     }
@@ -210,6 +247,21 @@ struct PostgresBackend: PoolBackend {
         }
         return String(describing: error)
     }
+}
+
+/// The server refused `client_connection_check_interval` at startup (the connection is gone).
+struct ClientCheckRefused: Error {
+    var message: String
+}
+
+/// Set once a pool's server has refused `client_connection_check_interval`.
+final class ClientCheckRefusal: Sendable {
+    private let refused = Atomic<Bool>(false)
+
+    var isSet: Bool { refused.load(ordering: .relaxed) }
+
+    /// Records the refusal; true the first time, so that it is logged once.
+    func set() -> Bool { !refused.exchange(true, ordering: .relaxed) }
 }
 
 /// Where a pool's server is, and how to reach it, from its url.
