@@ -81,6 +81,28 @@ struct AbuseTests {
         #expect(report.isLive && report.pings >= 20, "\(report)")
     }
 
+    /// A worker writing stderr as fast as poold reads it (one read is handled a whole chunk at
+    /// a time, most lines only counted) holds up neither a fresh client's ping nor its own pool.
+    @Test func aWorkerFloodingStderrDoesNotHoldUpOthers() throws {
+        let daemon = try execDaemon("flood", min: 1, max: 1)
+        usleep(300_000)  // the flood is under way
+        let probe = PingProbe(socket: daemon.socket)
+        var answered = 0
+        var slowest: Duration = .zero
+        let until = ContinuousClock.now + .seconds(3)
+        while ContinuousClock.now < until {
+            let started = ContinuousClock.now
+            if try daemon.runJob(["n": .int(Int64(answered))])["output"] == .object(["n": .int(Int64(answered))]) { answered += 1 }
+            slowest = max(slowest, started.duration(to: .now))
+            usleep(20_000)
+        }
+        let report = probe.stop()
+        print("stderr flood: \(report); \(answered) jobs answered, the slowest in \(slowest)")
+        #expect(report.isLive && report.pings >= 10, "\(report)")
+        #expect(answered >= 5 && slowest < .seconds(1), "the flooding worker's own pool answered \(answered) jobs in 3 s, the slowest in \(slowest)")
+        #expect(daemon.log.contains("lines suppressed"), "the flood is logged within its budget")
+    }
+
     @Test func clientThatNeverReadsIsBoundedAndStopsBeingRead() throws {
         let daemon = try DaemonProcess()
         let before = try Memory.rss(of: daemon)
@@ -294,11 +316,15 @@ final class PingProbe: Sendable {
         var pings = 0
         var failures = 0
         var worst: Duration = .zero
+        var times: [Duration] = []
         /// Every ping answered, none slower than a second: nothing blocked poold's loop.
         var isLive: Bool { failures == 0 && worst < .seconds(1) }
         var description: String {
-            let ms = Double(worst.components.seconds) * 1000 + Double(worst.components.attoseconds) / 1e15
-            return "\(pings) probe pings, worst \((ms * 10).rounded() / 10) ms, \(failures) failed"
+            func ms(_ d: Duration) -> Double {
+                ((Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15) * 10).rounded() / 10
+            }
+            let p50 = times.sorted().dropFirst(times.count / 2).first ?? .zero
+            return "\(pings) probe pings, p50 \(ms(p50)) ms, worst \(ms(worst)) ms, \(failures) failed"
         }
     }
 
@@ -314,6 +340,7 @@ final class PingProbe: Sendable {
                     $0.report.pings += 1
                     if !ok { $0.report.failures += 1 }
                     $0.report.worst = max($0.report.worst, took)
+                    $0.report.times.append(took)
                 }
                 Thread.sleep(forTimeInterval: 0.02)
             }
