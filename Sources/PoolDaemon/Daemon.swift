@@ -52,6 +52,8 @@ public final class Daemon: Sendable {
     /// Denials are logged at most 20 at once and 2 a second after that: a client looping on
     /// a forbidden op must not flood the journal.
     private let denialLog = Mutex(LogBudget(burst: 20, perSecond: 2))
+    /// Started with the first exec pool (see `WorkerReaper`); nil until then, or if it failed.
+    private let reaper = Mutex<(started: Bool, reaper: WorkerReaper?)>((false, nil))
     private let mutable: Mutex<Mutable>
 
     public init(config: Config, logger: Logger) throws(PoolError) {
@@ -70,8 +72,33 @@ public final class Daemon: Sendable {
             logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
         }
         for settings in config.pools {
-            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, logger: logger))
+            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, logger: logger))
         }
+    }
+
+    /// The keeper of exec workers' groups, started on first use. Without it (it could not be
+    /// started: logged) workers still die with poold; what they started may not.
+    func workerReaper() -> WorkerReaper? {
+        let (reaper, failure) = self.reaper.withLock { slot -> (WorkerReaper?, String?) in
+            if slot.started { return (slot.reaper, nil) }
+            slot.started = true
+            switch WorkerReaper.start() {
+            case .success(let reaper):
+                slot.reaper = reaper
+                return (reaper, nil)
+            case .failure(let error):
+                return (nil, error.description)
+            }
+        }
+        if let failure {
+            logger.error("processes exec workers start may outlive poold if it is killed", metadata: ["error": "\(failure)"])
+        }
+        return reaper
+    }
+
+    /// Ends the reaper once every pool is closed.
+    func stopWorkerReaper() {
+        reaper.withLock { $0.reaper }?.stop()
     }
 
     var config: Config { mutable.withLock { $0.config } }
@@ -634,7 +661,7 @@ public final class Daemon: Sendable {
                 } else {
                     pools.retire(settings.name)
                     do {
-                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, logger: logger))
+                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, logger: logger))
                         changes.append("pool \(settings.name) replaced")
                     } catch {
                         changes.append("pool \(settings.name) removed: \(error.message)")
@@ -642,7 +669,7 @@ public final class Daemon: Sendable {
                 }
             } else {
                 do {
-                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, logger: logger))
+                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, logger: logger))
                     changes.append("pool \(settings.name) added")
                 } catch {
                     changes.append("pool \(settings.name) not added: \(error.message)")

@@ -58,7 +58,9 @@ final class ManagedPool: Sendable {
     /// Jobs admitted from control connections and not answered yet (see `admit`).
     private let admitted = Atomic<Int>(0)
 
-    init(settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, logger: Logger) throws(PoolError) {
+    /// - Parameter reaper: for exec pools, the keeper of their workers' groups (see
+    ///   `WorkerReaper`), started on first use.
+    init(settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, reaper: () -> WorkerReaper?, logger: Logger) throws(PoolError) {
         self.name = settings.name
         self.collectors = metrics.collectors(for: settings.name)
         self.kind = settings.kind
@@ -100,7 +102,7 @@ final class ManagedPool: Sendable {
             let loop = loops.next()
             self.dedicated = spawner
             self.executor = EventLoopExecutor(loop: loop)
-            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner)
+            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner, reaper: reaper())
             let pool = ExecPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .exec(pool)
             self.pool = pool

@@ -24,7 +24,12 @@ struct Poold: AsyncParsableCommand {
     @Flag(name: .long, help: "Validate the config, print it with defaults filled in and secrets redacted, and exit.")
     var checkConfig = false
 
+    /// poold starts itself with this flag as the keeper of its workers' process groups.
+    @Flag(name: .customLong(String(WorkerReaper.reaperFlag.dropFirst(2))), help: .hidden)
+    var reapWorkerGroups = false
+
     func run() async throws {
+        if reapWorkerGroups { throw ExitCode(WorkerReaper.runReaper()) }
         let path = config ?? ProcessInfoLite.environment("POOLD_CONFIG") ?? "/etc/poold/poold.toml"
         let loaded: Config
         do {

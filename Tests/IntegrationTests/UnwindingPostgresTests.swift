@@ -392,3 +392,104 @@ extension JSONValue {
         return "\(self)"
     }
 }
+
+extension PostgresTests {
+    /// SIGTERM (the running jobs outlive a 1 s grace) and a second SIGTERM (the 30 s grace is
+    /// skipped) with every kind of resource held at once: a PostgreSQL transaction holding a row
+    /// lock, a SQLite transaction holding the write lock, an exec worker that started a child
+    /// process, and two clients (one waiting for its job, one idle). Afterwards nothing of any of
+    /// them is left: `0 leaked`, no backend of poold's on the server and the row lock free, the
+    /// SQLite write lock free, the worker and its child gone, the socket file gone, and each
+    /// client's connection closed by poold after its answer.
+    @Test(arguments: [false, true])
+    func stoppingReleasesEveryResource(secondSignal: Bool) throws {
+        let cluster = try PG.require()
+        let application = PG.application("stop-\(secondSignal ? "twice" : "once")")
+        let table = "stop_\(secondSignal ? "twice" : "once")"
+        try Self.makeLockTable(table)
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        try cluster.password.write(toFile: directory + "/pg.password", atomically: true, encoding: .utf8)
+        let ledger = Ledger(path: directory + "/ledger.jsonl")
+        let daemon = try DaemonProcess(grace: secondSignal ? "30s" : "1s", pools: """
+            [[pool]]
+            name = "pg"
+            kind = "postgres"
+            url = "\(cluster.url)"
+            password_file = "@DIR@/pg.password"
+            application_name = "\(application)"
+            min = 1
+            max = 1
+            allow_adhoc = true
+
+            [[pool]]
+            name = "main"
+            kind = "sqlite"
+            path = "@DIR@/main.db"
+            max = 1
+            allow_adhoc = true
+
+            [[pool]]
+            name = "workers"
+            kind = "exec"
+            command = ["/usr/bin/python3", "\(Exec.worker("ledger"))"]
+            max = 1
+            kill_grace = "500ms"
+            """, environment: ["POOLD_TEST_LEDGER": ledger.path], directory: directory)
+        let workers = WorkerWatch(daemon)
+        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+
+        let pg = try daemon.client()
+        try pg.send(line: Self.lockingTransaction(table, sleep: 30))
+        let lite = try daemon.client()
+        try lite.send(line: #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},{"sql":"\#(busySQL(millions: 1000))"}]}"#)
+        let exec = try daemon.client()
+        try exec.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("workers"), "input": .object(["child": .bool(true), "sleep": .int(30)])])))
+        let idle = try daemon.client()
+        #expect(try idle.request(["op": .string("ping")]).ok)
+
+        let notSleeping = try Self.awaitSleep(application)
+        try #require(notSleeping == nil, "the PostgreSQL transaction never reached pg_sleep: \(notSleeping ?? [])")
+        var pids: (worker: pid_t, child: pid_t)?
+        _ = waitUntil(.seconds(10)) {
+            pids = ledger.childPids()
+            return pids != nil
+        }
+        let children = try #require(pids, "the worker never started its child: \(ledger.lines)")
+        workers.record(children.worker)
+        workers.record(children.child)
+        #expect(try waitUntil(.seconds(5)) { try ContentionTests.jobStates(daemon) == ["running", "running", "running"] })
+
+        let signalled = ContinuousClock.now
+        daemon.signal(SIGTERM)
+        if secondSignal {
+            usleep(200_000)
+            daemon.signal(SIGTERM)
+        }
+        for (name, client) in [("pg", pg), ("main", lite), ("workers", exec)] {
+            let reply = try client.readReply(timeout: .seconds(10))
+            #expect(reply?.errorCode == "cancelled", "pool \(name): \(String(describing: reply))")
+            #expect(try client.readLine(timeout: .seconds(10)) == nil, "pool \(name)'s client connection was not closed after its answer")
+        }
+        #expect(try idle.readLine(timeout: .seconds(10)) == nil, "the idle client's connection was not closed")
+        #expect(daemon.waitForExit(timeout: .seconds(15)) == 0)
+        #expect(signalled.duration(to: .now) < .seconds(8), "stopping took \(signalled.duration(to: .now))")
+        #expect(daemon.log.contains("cancelled, 0 leaked"), "\(daemon.log.suffix(400))")
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket), "the socket file is left")
+        // PostgreSQL: no backend left, the transaction rolled back, its lock free.
+        var left: [String] = []
+        let gone = try waitUntil(.seconds(3)) {
+            left = try Self.backends(application)
+            return left.isEmpty
+        }
+        #expect(gone, "poold's backends after exit: \(left)")
+        #expect(try PG.psql("SELECT count(*) FROM \(table) WHERE k = 2") == "0")
+        #expect(try PG.psql("SELECT v FROM \(table) WHERE k = 1") == "0")
+        #expect(Self.outsideUpdate(table) == nil, "row 1's lock is still held")
+        // SQLite: rolled back, the write lock free.
+        #expect(try daemon.sqlite("SELECT count(*) FROM kv") == "0")
+        #expect(try UnwindingTests.outsideWriterSucceeds(daemon, k: 2))
+        // Exec: the worker and the child it started are gone.
+        #expect(waitUntil(.seconds(2)) { workers.gone(children.worker) && workers.gone(children.child) }, "worker \(children.worker) or its child \(children.child) outlived poold")
+        workers.expectNoneLeft()
+    }
+}

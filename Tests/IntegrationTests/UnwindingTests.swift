@@ -101,16 +101,25 @@ struct UnwindingTests {
 
     // MARK: Exec
 
-    /// G3: a job stopped by `cancel` or by its client's disconnect takes its worker's whole
-    /// process group with it — the child the worker started included — and the pool replaces
-    /// the worker.
-    @Test(arguments: [Stop.cancel, .disconnect])
-    func execStopKillsTheWorkersGroup(stop: Stop) throws {
+    enum ExecStop: String, CaseIterable, CustomStringConvertible {
+        case timeout, cancel, disconnect
+        /// The worker is killed from outside (SIGKILL) mid-job.
+        case workerKilled
+        var description: String { rawValue }
+    }
+
+    /// G3: a job stopped by its timeout, `cancel`, its client's disconnect or its worker's
+    /// death takes the worker's whole process group with it — the child the worker started
+    /// included — and the pool replaces the worker.
+    @Test(arguments: ExecStop.allCases)
+    func execStopKillsTheWorkersGroup(stop: ExecStop) throws {
         let (daemon, ledger) = try ContentionTests.daemon(.exec)
         let workers = WorkerWatch(daemon)
         defer { workers.expectNoneLeft() }
         let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("busy"), "input": .object(["child": .bool(true), "sleep": .int(30)])])))
+        var job: JSONObject = ["id": .int(1), "op": .string("run"), "pool": .string("busy"), "input": .object(["child": .bool(true), "sleep": .int(30)])]
+        if stop == .timeout { job["timeout_ms"] = .int(1500) }
+        try client.send(line: JSON.encode(.object(job)))
         var pids: (worker: pid_t, child: pid_t)?
         _ = waitUntil(.seconds(10)) {
             pids = ledger.childPids()
@@ -123,11 +132,17 @@ struct UnwindingTests {
         workers.record(pids.worker)
         workers.record(pids.child)
         switch stop {
+        case .timeout:
+            #expect(try client.readReply(timeout: .seconds(5))?.errorCode == "timeout")
         case .cancel:
             #expect(try daemon.request(["op": .string("cancel"), "job": .int(job)]).ok)
             #expect(try client.readReply(timeout: .seconds(5))?.errorCode == "cancelled")
-        default:
+        case .disconnect:
             client.close()
+        case .workerKilled:
+            kill(pids.worker, SIGKILL)
+            let reply = try client.readReply(timeout: .seconds(5))
+            #expect(reply?.errorCode == "backend" && reply?.errorMessage?.contains("SIGKILL") == true, "\(String(describing: reply))")
         }
         // kill_grace is 500ms.
         #expect(waitUntil(.milliseconds(1500)) { workers.gone(pids.worker) }, "worker \(pids.worker) still runs after \(stop)")
@@ -135,6 +150,37 @@ struct UnwindingTests {
         #expect(try waitUntil(.seconds(3)) { try daemon.poolState("busy")["leased"] == .int(0) })
         let next = try daemon.request(["op": .string("run"), "pool": .string("busy"), "input": .object(["mark": .string("next")])])
         #expect(next.ok, "\(next)")
+    }
+
+    /// SIGKILL of poold mid-job: the worker dies with it (its parent-death signal), and so does
+    /// the child the worker started, which that signal does not reach: poold's worker reaper
+    /// kills the group when poold's end of its pipe closes, then exits itself.
+    @Test func sigkillOfPooldKillsWhatItsWorkersStarted() throws {
+        let (daemon, ledger) = try ContentionTests.daemon(.exec)
+        let workers = WorkerWatch(daemon)
+        defer { workers.expectNoneLeft() }
+        let client = try daemon.client()
+        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("busy"), "input": .object(["child": .bool(true), "sleep": .int(30)])])))
+        var pids: (worker: pid_t, child: pid_t)?
+        _ = waitUntil(.seconds(10)) {
+            pids = ledger.childPids()
+            return pids != nil
+        }
+        guard let pids else {
+            Issue.record("the worker never started its child: \(ledger.lines)")
+            return
+        }
+        workers.record(pids.worker)
+        workers.record(pids.child)
+        let reapers = workers.current(WorkerReaperFlag.flag)
+        #expect(reapers.count == 1, "poold runs one worker reaper: \(reapers.map { workers.describe($0) })")
+        daemon.signal(SIGKILL)
+        #expect(daemon.waitForExit(timeout: .seconds(5)) != nil, "poold survived SIGKILL")
+        #expect(waitUntil(.seconds(2)) { workers.gone(pids.worker) }, "worker \(pids.worker) outlived poold")
+        #expect(waitUntil(.seconds(2)) { workers.gone(pids.child) }, "the worker's child \(pids.child) outlived poold")
+        for reaper in reapers {
+            #expect(waitUntil(.seconds(2)) { workers.gone(reaper) }, "the reaper \(reaper) outlived poold")
+        }
     }
 
     // MARK: Reload
@@ -242,4 +288,9 @@ extension Ledger {
         }
         return nil
     }
+}
+
+/// The flag poold starts its worker reaper with (see `WorkerReaper`).
+enum WorkerReaperFlag {
+    static let flag = "--reap-worker-groups"
 }

@@ -27,6 +27,8 @@ struct ExecBackend: PoolBackend {
     /// Where workers' pipes are read and written, and their jobs wait.
     let loop: any EventLoop
     let spawner: DedicatedExecutor
+    /// Kills a worker's group if poold dies before it could (nil: it could not be started).
+    let reaper: WorkerReaper?
 
     /// How long a new worker must stay alive to count as started.
     static let startCheck: Duration = .milliseconds(150)
@@ -40,6 +42,7 @@ struct ExecBackend: PoolBackend {
         } catch {
             throw BackendFailure(.misconfigured, "\(error)")
         }
+        reaper?.watch(process.pid)
         let stderr = WorkerStderr(pid: process.pid, pool: pool, logger: logger)
         stderr.start(fd: process.stderr, on: loop)
         let worker: ExecWorker
@@ -49,14 +52,14 @@ struct ExecBackend: PoolBackend {
             Glibc.close(process.stdin)
             Glibc.close(process.stdout)
             process.signalGroup(SIGKILL)
-            _ = await process.waitForExit(limit: .seconds(10), on: loop)
+            if await process.waitForExit(limit: .seconds(10), on: loop) != nil { reaper?.forget(process.pid) }
             throw BackendFailure("cannot read and write the pipes of worker \(process.pid): \(error)")
         }
         // A worker that dies at once (a wrong path, a missing module) fails the open, so the
         // pool backs off and reports itself degraded instead of respawning in a loop.
         if let status = await process.waitForExit(limit: Self.startCheck, on: loop) {
             await stderr.waitUntilClosed(limit: .milliseconds(200), on: loop)
-            await worker.stop(grace: .zero, on: loop)
+            if await worker.stop(grace: .zero, on: loop) { reaper?.forget(process.pid) }
             throw BackendFailure("worker \(settings.command.joined(separator: " ")) \(status) at start\(Self.tailText(stderr.tail))")
         }
         logger.info("worker started", metadata: ["pool": "\(pool)", "worker_pid": "\(process.pid)"])
@@ -71,6 +74,7 @@ struct ExecBackend: PoolBackend {
 
     func close(_ worker: ExecWorker) async {
         if await worker.stop(grace: settings.killGrace, on: loop) {
+            reaper?.forget(worker.process.pid)
             logger.info("worker stopped", metadata: ["pool": "\(pool)", "worker_pid": "\(worker.process.pid)"])
         } else {
             logger.error("worker did not exit even after SIGKILL (stuck in the kernel?); poold no longer waits for it", metadata: [
@@ -141,6 +145,9 @@ final class ExecWorker: @unchecked Sendable {
         return ExecWorker(process: process, stderr: stderr, settings: settings, channel: channel, output: output)
     }
 
+    /// How often a job waiting on its worker checks that the worker still runs.
+    static let exitCheck: TimeAmount = .milliseconds(100)
+
     /// After a stop, a failure, or `max_jobs_per_worker` jobs, the worker is replaced.
     var mustBeReplaced: Bool {
         stopped.load(ordering: .relaxed) || jobs >= settings.maxJobsPerWorker || process.hasExited
@@ -170,6 +177,16 @@ final class ExecWorker: @unchecked Sendable {
             output.expect(answer)
             channel.writeAndFlush(ByteBuffer(bytes: bytes)).whenFailure { _ in output.writeFailed() }
         }
+        // A worker that dies while something it started still holds its stdout open gives no
+        // end of file: while the job waits, its exit is looked for every 100 ms.
+        let watched = self.process
+        let exitCheck = channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.exitCheck, delay: Self.exitCheck) { task in
+            if watched.hasExited {
+                output.workerExited()
+                task.cancel()
+            }
+        }
+        defer { exitCheck.cancel() }
         let line: [UInt8]
         do {
             line = try await answer.futureResult.get()
@@ -265,6 +282,8 @@ final class WorkerOutput: ChannelInboundHandler, @unchecked Sendable {
 
     func stop() { fail(.stopped) }
     func writeFailed() { fail(.writeFailed) }
+    /// The worker process has exited; an answer already read still counts.
+    func workerExited() { fail(.closed) }
 
     private func fail(_ reason: Failure) {
         if failure == nil { failure = reason }
