@@ -49,8 +49,17 @@ path = "/var/lib/poold/main.db"
 min = 1
 max = 4
 allow_adhoc = true
+
+[[pool]]
+name = "workers"
+kind = "exec"
+command = ["/usr/bin/python3", "/usr/local/lib/poold-it/ledger.py"]
+min = 1
+max = 1
+environment = { POOLD_TEST_LEDGER = "/run/poold/ledger.jsonl" }
 TOML
 sed 's/max = 4/max = "lots"/' "$WORK/poold.toml" > "$WORK/bad.toml"
+inside install -D -m 0755 "$PWD/Tests/workers/ledger.py" /usr/local/lib/poold-it/ledger.py
 inside install -D -m 0644 "$PWD/$WORK/poold.toml" /etc/poold/poold.toml
 mkdir -p "$WORK/dropin"
 printf '[Service]\nWatchdogSec=1s\nTimeoutAbortSec=1s\n' > "$WORK/dropin/watchdog.conf"
@@ -76,6 +85,20 @@ inside install -m 0644 "$PWD/$WORK/bad.toml" /etc/poold/poold.toml
 check "systemctl reload with a bad config fails" bash -c "! \"$H\" exec systemctl reload poold.service </dev/null >/dev/null 2>&1"
 check "still active and serving after the bad reload" inside $P status
 inside install -m 0644 "$PWD/$WORK/poold.toml" /etc/poold/poold.toml
+
+# An exec pool under the unit: a job runs on a worker (as the poold user, not root); when
+# poold is killed mid-job, neither the worker nor a process it started outlives it.
+check "an exec job runs under the unit" bash -c "\"$H\" exec $P run workers --input '{\"mark\": \"unit\"}' </dev/null | grep -q unit"
+check "the worker runs as poold, not root" bash -c "[[ \$(\"$H\" exec ps -o user= -C python3 </dev/null | sort -u) == poold ]]"
+inside sh -c "($P run workers --input '{\"child\": true, \"sleep\": 30}' >/dev/null 2>&1 &); sleep 1"
+child=$(inside sh -c 'sed -n "s/.*\"child_pid\": \([0-9]*\).*/\1/p" /run/poold/ledger.jsonl | tail -1')
+check "the worker started a child ($child)" inside test -n "$child" -a -d "/proc/$child"
+inside systemctl kill --kill-whom=main --signal=KILL poold.service
+gone=no
+for _ in $(seq 50); do sleep 0.1; inside test -d "/proc/$child" || { gone=yes; break; }; done
+check "the worker's child is gone after SIGKILL of poold" test "$gone" = yes
+for _ in $(seq 50); do [ "$(prop ActiveState)" = active ] && break; sleep 0.2; done
+check "Restart= brought poold back after the SIGKILL" test "$(prop ActiveState)" = active
 
 # Stop with 8 jobs in flight: each client gets an answer, the unit stops cleanly.
 inside sh -c "for i in 1 2 3 4 5 6 7 8; do ($P run main \"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c\" >/dev/null 2>&1; echo \$? > /tmp/job.\$i) & done; sleep 0.3"

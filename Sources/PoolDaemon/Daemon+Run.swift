@@ -42,7 +42,7 @@ extension Daemon {
             }
             beginStop()  // releases the stop waiter if the group ended for another reason
         }
-        for pool in pools.all + pools.retired { pool.dedicated?.shutdown() }
+        for pool in pools.all + pools.retired { pool.dedicated?.shutdown(join: true) }
         stopWorkerReaper()
         try? await loops.shutdownGracefully()
         let leaked = (pools.all + pools.retired).reduce(0) { $0 + $1.pool.snapshot.open }

@@ -49,7 +49,7 @@ final class ManagedPool: Sendable {
     /// The pool's Prometheus collectors, looked up once rather than by name on every job.
     let collectors: DaemonMetrics.PoolCollectors
     /// An exec pool's spawning thread (see `ExecBackend`); nil for other kinds.
-    let dedicated: DedicatedExecutor?
+    let dedicated: ThreadExecutor?
     /// Where this pool's jobs run: the event loop of the control server, of PostgreSQL
     /// connections and of workers' pipes, which never blocks; for SQLite, that loop until a
     /// job holds a connection, then the connection's own thread (`SQLiteThreads`).
@@ -98,7 +98,9 @@ final class ManagedPool: Sendable {
         case .exec(let exec):
             // Jobs talk to workers over pipes on the event loop. One thread spawns them, and
             // lives until the last one is reaped: the parent-death signal is tied to it.
-            let spawner = DedicatedExecutor(name: settings.name, threads: 1)
+            guard let spawner = ThreadExecutor() else {
+                throw PoolError(.backend, "pool \"\(settings.name)\": cannot start a thread to spawn workers: the system refused; raise the unit's TasksMax= (or ulimit -u)")
+            }
             let loop = loops.next()
             self.dedicated = spawner
             self.executor = EventLoopExecutor(loop: loop)
@@ -302,7 +304,7 @@ final class PoolSet: Sendable {
                     group.addTask {
                         await pool.pool.drain()
                         await pool.pool.close()
-                        pool.dedicated?.shutdown()
+                        pool.dedicated?.shutdown(join: true)
                         self.retiring.withLock { $0.removeAll { $0 === pool } }
                     }
                 }

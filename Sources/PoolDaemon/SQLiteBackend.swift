@@ -21,7 +21,7 @@ struct SQLiteBackend: PoolBackend {
                 try SQLiteConnection.open(path: path, busyTimeout: busyTimeout, thread: thread)
             }
         } catch {
-            thread.shutdown()
+            thread.shutdown(join: false)
             throw error
         }
     }
@@ -38,7 +38,7 @@ struct SQLiteBackend: PoolBackend {
 
     func close(_ connection: SQLiteConnection) async {
         await withTaskExecutorPreference(connection.thread) { connection.close() }
-        connection.thread.shutdown()
+        connection.thread.shutdown(join: false)
     }
 
     func isBroken(_ connection: SQLiteConnection, after error: any Error) -> Bool {

@@ -442,21 +442,12 @@ extension PostgresTests {
         try pg.send(line: Self.lockingTransaction(table, sleep: 30))
         let lite = try daemon.client()
         try lite.send(line: #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},{"sql":"\#(busySQL(millions: 1000))"}]}"#)
-        let exec = try daemon.client()
-        try exec.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("workers"), "input": .object(["child": .bool(true), "sleep": .int(30)])])))
+        let (exec, children) = try UnwindingTests.startJobWithChild(daemon, ledger, workers, pool: "workers", sleep: 30)
         let idle = try daemon.client()
         #expect(try idle.request(["op": .string("ping")]).ok)
 
         let notSleeping = try Self.awaitSleep(application)
         try #require(notSleeping == nil, "the PostgreSQL transaction never reached pg_sleep: \(notSleeping ?? [])")
-        var pids: (worker: pid_t, child: pid_t)?
-        _ = waitUntil(.seconds(10)) {
-            pids = ledger.childPids()
-            return pids != nil
-        }
-        let children = try #require(pids, "the worker never started its child: \(ledger.lines)")
-        workers.record(children.worker)
-        workers.record(children.child)
         #expect(try waitUntil(.seconds(5)) { try ContentionTests.jobStates(daemon) == ["running", "running", "running"] })
 
         let signalled = ContinuousClock.now

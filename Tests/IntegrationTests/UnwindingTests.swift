@@ -116,21 +116,8 @@ struct UnwindingTests {
         let (daemon, ledger) = try ContentionTests.daemon(.exec)
         let workers = WorkerWatch(daemon)
         defer { workers.expectNoneLeft() }
-        let client = try daemon.client()
-        var job: JSONObject = ["id": .int(1), "op": .string("run"), "pool": .string("busy"), "input": .object(["child": .bool(true), "sleep": .int(30)])]
-        if stop == .timeout { job["timeout_ms"] = .int(1500) }
-        try client.send(line: JSON.encode(.object(job)))
-        var pids: (worker: pid_t, child: pid_t)?
-        _ = waitUntil(.seconds(10)) {
-            pids = ledger.childPids()
-            return pids != nil
-        }
-        guard let pids, let job = AccessTests.runningJob(in: daemon, of: getuid()) else {
-            Issue.record("the worker never started its child: \(ledger.lines)")
-            return
-        }
-        workers.record(pids.worker)
-        workers.record(pids.child)
+        let (client, pids) = try Self.startJobWithChild(daemon, ledger, workers, sleep: 30, timeoutMs: stop == .timeout ? 1500 : nil)
+        let job = try #require(AccessTests.runningJob(in: daemon, of: getuid()), "the job is not listed")
         switch stop {
         case .timeout:
             #expect(try client.readReply(timeout: .seconds(5))?.errorCode == "timeout")
@@ -159,19 +146,7 @@ struct UnwindingTests {
         let (daemon, ledger) = try ContentionTests.daemon(.exec)
         let workers = WorkerWatch(daemon)
         defer { workers.expectNoneLeft() }
-        let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("busy"), "input": .object(["child": .bool(true), "sleep": .int(30)])])))
-        var pids: (worker: pid_t, child: pid_t)?
-        _ = waitUntil(.seconds(10)) {
-            pids = ledger.childPids()
-            return pids != nil
-        }
-        guard let pids else {
-            Issue.record("the worker never started its child: \(ledger.lines)")
-            return
-        }
-        workers.record(pids.worker)
-        workers.record(pids.child)
+        let (_, pids) = try Self.startJobWithChild(daemon, ledger, workers, sleep: 30)
         let reapers = workers.current(WorkerReaperFlag.flag)
         #expect(reapers.count == 1, "poold runs one worker reaper: \(reapers.map { workers.describe($0) })")
         daemon.signal(SIGKILL)
@@ -236,19 +211,7 @@ struct UnwindingTests {
         let (daemon, ledger) = try ContentionTests.daemon(.exec)
         let workers = WorkerWatch(daemon)
         defer { workers.expectNoneLeft() }
-        let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("busy"), "input": .object(["child": .bool(true), "sleep": .double(1.0)])])))
-        var pids: (worker: pid_t, child: pid_t)?
-        _ = waitUntil(.seconds(10)) {
-            pids = ledger.childPids()
-            return pids != nil
-        }
-        guard let pids else {
-            Issue.record("the worker never started its child: \(ledger.lines)")
-            return
-        }
-        workers.record(pids.worker)
-        workers.record(pids.child)
+        let (client, pids) = try Self.startJobWithChild(daemon, ledger, workers, sleep: 1.0)
         let config = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
         let new = switch change {
         case .removed: config.components(separatedBy: "[[pool]]")[0] + "\n[[pool]]\nname = \"keep\"\nkind = \"sqlite\"\npath = \"\(daemon.directory)/keep.db\"\n"
@@ -265,6 +228,26 @@ struct UnwindingTests {
             #expect(next.ok, "the replacement pool serves: \(next)")
         }
         #expect(daemon.log.contains("pool closed"), "\(daemon.log.suffix(500))")
+    }
+
+    /// Sends, on a client of its own, a job that makes the ledger worker start a child and then
+    /// sleep; returns once the worker has reported both pids (recorded in `workers`).
+    static func startJobWithChild(
+        _ daemon: DaemonProcess, _ ledger: Ledger, _ workers: WorkerWatch, pool: String = "busy", sleep: Double, timeoutMs: Int? = nil
+    ) throws -> (client: ControlClient, pids: (worker: pid_t, child: pid_t)) {
+        let client = try daemon.client()
+        var job: JSONObject = ["id": .int(1), "op": .string("run"), "pool": .string(pool), "input": .object(["child": .bool(true), "sleep": .double(sleep)])]
+        if let timeoutMs { job["timeout_ms"] = .int(Int64(timeoutMs)) }
+        try client.send(line: JSON.encode(.object(job)))
+        var pids: (worker: pid_t, child: pid_t)?
+        _ = waitUntil(.seconds(10)) {
+            pids = ledger.childPids()
+            return pids != nil
+        }
+        guard let pids else { throw TestFailure("the worker never started its child: \(ledger.lines)") }
+        workers.record(pids.worker)
+        workers.record(pids.child)
+        return (client, pids)
     }
 
     /// Whether one of poold's descriptors is `file` (or its -wal or -shm).

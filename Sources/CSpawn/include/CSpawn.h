@@ -16,4 +16,13 @@ int cspawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
  * allocations of at least `bytes` get their own mapping, returned to the system on free. */
 int cspawn_set_mmap_threshold(int bytes);
 
+/* Starts `path` (a resolved path) with `argv` and `envp`, `in_fd`, `out_fd` and `err_fd` as
+ * its stdin, stdout and stderr and no other descriptor, in a process group of its own, with
+ * every signal at its default and none blocked, in `dir` (NULL: the caller's), and with the
+ * parent-death signal SIGKILL: it dies when the calling thread does. Returns its pid, or -1
+ * with *error set to the errno of what failed (in the child: before exec). fork() and only
+ * async-signal-safe calls in the child, so it is safe from a multithreaded process. */
+int cspawn_start(const char *path, char *const argv[], char *const envp[],
+                 int in_fd, int out_fd, int err_fd, const char *dir, int *error);
+
 #endif

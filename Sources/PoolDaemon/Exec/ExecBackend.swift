@@ -26,7 +26,7 @@ struct ExecBackend: PoolBackend {
     let logger: Logger
     /// Where workers' pipes are read and written, and their jobs wait.
     let loop: any EventLoop
-    let spawner: DedicatedExecutor
+    let spawner: ThreadExecutor
     /// Kills a worker's group if poold dies before it could (nil: it could not be started).
     let reaper: WorkerReaper?
 

@@ -5,11 +5,12 @@ import CSpawn
 import NIOCore
 import Synchronization
 
-/// One worker process: spawned with posix_spawn in its own process group, with pipes for
-/// stdin, stdout and stderr and no other inherited descriptor, under `setpriv --pdeathsig
-/// KILL` so that it dies with poold even when poold is killed with SIGKILL. (The parent-death
-/// signal fires when the spawning *thread* exits: workers are spawned from an exec pool's
-/// own thread, which lives until every worker has been reaped.)
+/// One worker process: started (fork and exec, `cspawn_start`) in its own process group, with
+/// pipes for stdin, stdout and stderr and no other inherited descriptor, and the parent-death
+/// signal SIGKILL so that it dies with poold even when poold is killed. (That signal fires when
+/// the spawning *thread* exits: workers are spawned from an exec pool's own thread, which
+/// lives until every worker has been reaped.) A hardened unit (no capabilities at all) allows
+/// this; `setpriv --pdeathsig`, used before, failed there on applying capabilities.
 ///
 /// The pipe descriptors are handed over at once: stdin and stdout to the worker's channel on
 /// the event loop, stderr to its `WorkerStderr`. This type only signals and reaps.
@@ -45,57 +46,13 @@ final class WorkerProcess: Sendable {
         self.stderr = stderr
     }
 
-    /// The program that sets the parent-death signal, then execs the worker.
-    static let setpriv: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first { access($0, X_OK) == 0 }
-
     struct SpawnError: Error, CustomStringConvertible {
         var description: String
     }
 
-    /// Starts `command` (argv; `command[0]` a path or a name looked up in PATH).
+    /// Starts `command` (argv; `command[0]` a path, or a name looked up in the worker's PATH).
     static func spawn(command: [String], directory: String?, environment: [String: String]) throws(SpawnError) -> WorkerProcess {
-        guard let setpriv else {
-            throw SpawnError(description: "setpriv (util-linux) is needed to tie workers to poold's life; install util-linux")
-        }
-        var toChild: [Int32] = [-1, -1]
-        var fromChild: [Int32] = [-1, -1]
-        var errFromChild: [Int32] = [-1, -1]
-        guard cspawn_pipe_cloexec(&toChild) == 0 else { throw SpawnError(description: "pipe: \(errnoText())") }
-        guard cspawn_pipe_cloexec(&fromChild) == 0 else {
-            closeAll(toChild)
-            throw SpawnError(description: "pipe: \(errnoText())")
-        }
-        guard cspawn_pipe_cloexec(&errFromChild) == 0 else {
-            closeAll(toChild + fromChild)
-            throw SpawnError(description: "pipe: \(errnoText())")
-        }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errFromChild[1], 2)
-        // Nothing else crosses: not the control socket, not a socket systemd passed, not a
-        // database file (dup2 cleared close-on-exec on 0-2 only).
-        cspawn_addclosefrom(&actions, 3)
-        if let directory {
-            cspawn_addchdir(&actions, directory)
-        }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var all = sigset_t()
-        sigfillset(&all)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attributes, &all)  // poold ignores SIGPIPE; workers must not inherit that
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setpgroup(&attributes, 0)  // a group of its own: signals reach its children too
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        let argv = [setpriv, "--pdeathsig", "KILL", "--"] + command
+        guard let program = command.first else { throw SpawnError(description: "command is empty") }
         var merged: [String: String] = [:]
         var index = 0
         while let entry = environ[index] {
@@ -108,25 +65,60 @@ final class WorkerProcess: Sendable {
         for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
             merged.removeValue(forKey: key)
         }
-        let cArgv = argv.map { strdup($0) } + [nil]
+        guard let path = resolve(program, path: merged["PATH"] ?? "/usr/local/bin:/usr/bin:/bin", directory: directory) else {
+            throw SpawnError(description: "cannot start \(program): no such executable (in PATH, or not executable)")
+        }
+
+        var toChild: [Int32] = [-1, -1]
+        var fromChild: [Int32] = [-1, -1]
+        var errFromChild: [Int32] = [-1, -1]
+        guard cspawn_pipe_cloexec(&toChild) == 0 else { throw SpawnError(description: "pipe: \(errnoText())") }
+        guard cspawn_pipe_cloexec(&fromChild) == 0 else {
+            closeAll(toChild)
+            throw SpawnError(description: "pipe: \(errnoText())")
+        }
+        guard cspawn_pipe_cloexec(&errFromChild) == 0 else {
+            closeAll(toChild + fromChild)
+            throw SpawnError(description: "pipe: \(errnoText())")
+        }
+        let cArgv = command.map { strdup($0) } + [nil]
         let cEnv = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             cArgv.forEach { free($0) }
             cEnv.forEach { free($0) }
         }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, setpriv, &actions, &attributes, cArgv, cEnv)
+        // A process group of its own (signals reach what it starts too), default signal
+        // dispositions (poold ignores SIGPIPE; workers must not inherit that), and the
+        // parent-death signal: it dies with the thread that spawns it, which lives as long
+        // as the pool's workers do, and so with poold even when poold is killed.
+        var error: Int32 = 0
+        let pid = cspawn_start(path, cArgv, cEnv, toChild[0], fromChild[1], errFromChild[1], directory, &error)
         close(toChild[0])
         close(fromChild[1])
         close(errFromChild[1])
-        guard rc == 0 else {
+        guard pid > 0 else {
             closeAll([toChild[1], fromChild[0], errFromChild[0]])
-            throw SpawnError(description: "cannot start \(command[0]): \(String(cString: strerror(rc)))")
+            throw SpawnError(description: "cannot start \(program): \(String(cString: strerror(error)))")
         }
         for fd in [toChild[1], fromChild[0]] {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
         return WorkerProcess(pid: pid, stdin: toChild[1], stdout: fromChild[0], stderr: errFromChild[0])
+    }
+
+    /// `program` itself if it names a path (relative to `directory`, where the worker starts),
+    /// else the first executable of that name in `path`'s directories.
+    static func resolve(_ program: String, path: String, directory: String?) -> String? {
+        if program.contains("/") {
+            let full = program.hasPrefix("/") || directory == nil ? program : "\(directory ?? "")/\(program)"
+            return access(full, X_OK) == 0 ? full : nil
+        }
+        for entry in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = "\(entry.isEmpty ? "." : entry)/\(program)"
+            var info = stat()
+            if stat(candidate, &info) == 0, info.st_mode & S_IFMT == S_IFREG, access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
     }
 
     private static func closeAll(_ fds: [Int32]) {

@@ -6,7 +6,7 @@ import Synchronization
 
 /// Kills exec workers' process groups if poold dies without stopping them (SIGKILL, a crash).
 ///
-/// The parent-death signal (`setpriv --pdeathsig KILL`) ends a worker with poold, but not
+/// The parent-death signal (see `WorkerProcess`) ends a worker with poold, but not
 /// what the worker started itself: its children stay in its process group, and outside
 /// systemd (whose cgroup would kill them) nothing else would end them. So poold starts one
 /// small process of its own, `poold --reap-worker-groups`, in a process group of its own,
