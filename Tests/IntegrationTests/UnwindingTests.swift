@@ -146,7 +146,9 @@ struct UnwindingTests {
         let (daemon, ledger) = try ContentionTests.daemon(.exec)
         let workers = WorkerWatch(daemon)
         defer { workers.expectNoneLeft() }
-        let (_, pids) = try Self.startJobWithChild(daemon, ledger, workers, sleep: 30)
+        // The client stays connected: a disconnect would stop the job and kill the group itself.
+        let (client, pids) = try Self.startJobWithChild(daemon, ledger, workers, sleep: 30)
+        defer { withExtendedLifetime(client) {} }
         let reapers = workers.current(WorkerReaperFlag.flag)
         #expect(reapers.count == 1, "poold runs one worker reaper: \(reapers.map { workers.describe($0) })")
         daemon.signal(SIGKILL)
