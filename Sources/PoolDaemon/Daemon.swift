@@ -213,7 +213,7 @@ public final class Daemon: Sendable {
             if !managed.jobRules.allowAdhoc {
                 return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
             }
-            return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
+            return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, adhoc: true, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runNamed(let name, let params, let timeoutMs):
             guard let job = config.job(named: name) else {
                 let known = config.jobs.map(\.name)
@@ -222,7 +222,7 @@ public final class Daemon: Sendable {
             guard let managed = admitted ?? pools.named(job.pool) else { return noSuchPool(id, job.pool) }
             let statements = job.sql.map { SQLStatement(sql: $0, params: params) }
             let limit = timeoutMs.map { Duration.milliseconds($0) } ?? job.timeout
-            return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
+            return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, adhoc: false, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runExec(let pool, let input, let timeoutMs):
             guard let managed = admitted ?? pools.named(pool) else { return noSuchPool(id, pool) }
             guard managed.kind == .exec else {
@@ -359,11 +359,11 @@ public final class Daemon: Sendable {
     // MARK: Jobs
 
     private func runJob(
-        id: RequestID?, pool: ManagedPool, statements: [SQLStatement], isBatch: Bool, transaction: Bool,
+        id: RequestID?, pool: ManagedPool, statements: [SQLStatement], isBatch: Bool, transaction: Bool, adhoc: Bool,
         timeout: Duration? = nil, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant
     ) async -> [UInt8] {
         await runJob(id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: isBatch) { _, signal, leased in
-            try await pool.execute(statements, transaction: transaction, stop: signal, leased: leased)
+            try await pool.execute(statements, transaction: transaction, adhoc: adhoc, stop: signal, leased: leased)
         } reply: { results, job, timing in
             Self.sqlReply(id: id, job: job, results: results, isBatch: isBatch, timing: timing)
         }

@@ -172,14 +172,15 @@ final class ManagedPool: Sendable {
     }
 
     /// Runs statements on one leased connection. `leased` is called once it holds one.
-    func execute(_ statements: [SQLStatement], transaction: Bool, stop: CancelSignal, leased: @Sendable () -> Void) async throws -> [StatementResult] {
+    /// `adhoc`: a client's own SQL (sandboxed on SQLite), not a named job's.
+    func execute(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool, stop: CancelSignal, leased: @Sendable () -> Void) async throws -> [StatementResult] {
         switch engine {
         case .exec:
             throw PoolError(.badRequest, "pool \"\(name)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
         case .sqlite(let pool):
             return try await pool.withResource(stoppedBy: stop) { connection in
                 leased()
-                return try await connection.run(statements, transaction: transaction, stop: stop)
+                return try await connection.run(statements, transaction: transaction, adhoc: adhoc, stop: stop)
             }
         case .postgres(let pool):
             return try await Self.withLiveResource(pool, stop: stop, isDead: \.isClosed) { session in

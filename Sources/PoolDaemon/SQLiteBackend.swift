@@ -75,7 +75,8 @@ extension SQLiteConnection {
     ///
     /// A stop (deadline, `cancel`, disconnect) or a cancellation interrupts the running
     /// statement; the call returns as soon as SQLite notices.
-    func run(_ statements: [SQLStatement], transaction: Bool, stop: (any StopSource)? = nil) async throws -> [StatementResult] {
+    /// `adhoc`: a client's own SQL, run in the sandbox (`SQLiteSandbox`); named jobs are not.
+    func run(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool, stop: (any StopSource)? = nil) async throws -> [StatementResult] {
         clearInterrupt()
         // A stop (timeout, cancel) interrupts the statement; one that came already does so now.
         stop?.onStop { [self] in interrupt() }
@@ -83,9 +84,9 @@ extension SQLiteConnection {
         return try await withTaskCancellationHandler {
             // A job granted the connection as another job gave it back already runs on its
             // thread (see `SQLiteThreads`): no hop there and back.
-            if thread.isCurrent { return try runBlocking(statements, transaction: transaction) }
+            if thread.isCurrent { return try runBlocking(statements, transaction: transaction, adhoc: adhoc) }
             return try await withTaskExecutorPreference(thread) { [self] in
-                try runBlocking(statements, transaction: transaction)
+                try runBlocking(statements, transaction: transaction, adhoc: adhoc)
             }
         } onCancel: {
             interrupt()
@@ -93,8 +94,10 @@ extension SQLiteConnection {
     }
 
     /// The statements, on the calling thread. Every failure rolls back before it is thrown.
-    private func runBlocking(_ statements: [SQLStatement], transaction: Bool) throws -> [StatementResult] {
+    private func runBlocking(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool) throws -> [StatementResult] {
         assert(thread.isCurrent, "SQLite statements run on their connection's thread")
+        sandbox.adhoc = adhoc
+        defer { sandbox.adhoc = false }
         var results: [StatementResult] = []
         results.reserveCapacity(statements.count)
         do {

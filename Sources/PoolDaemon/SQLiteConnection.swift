@@ -27,15 +27,25 @@ final class SQLiteConnection: @unchecked Sendable {
 
     private let handle: OpaquePointer
     private let stop: StopFlag
-    /// Touched only by the job holding the connection (the lease serializes them).
-    private var statements: [String: OpaquePointer] = [:]
+    /// Judges what ad-hoc SQL may do (see `SQLiteSandbox`); it lives as long as the handle.
+    let sandbox: SQLiteSandbox
+    /// Touched only by the job holding the connection (the lease serializes them). A statement
+    /// is judged by the sandbox when it is prepared, so ad-hoc SQL never reuses one prepared
+    /// for a named job: the key says which.
+    private var statements: [StatementKey: OpaquePointer] = [:]
+
+    struct StatementKey: Hashable {
+        var sql: String
+        var adhoc: Bool
+    }
     let path: String
     /// The connection's own thread: it lives as long as the connection.
     let thread: ConnectionThread
 
-    private init(handle: OpaquePointer, stop: StopFlag, path: String, thread: ConnectionThread) {
+    private init(handle: OpaquePointer, stop: StopFlag, sandbox: SQLiteSandbox, path: String, thread: ConnectionThread) {
         self.handle = handle
         self.stop = stop
+        self.sandbox = sandbox
         self.path = path
         self.thread = thread
     }
@@ -51,8 +61,11 @@ final class SQLiteConnection: @unchecked Sendable {
             sqlite3_close_v2(db)
             throw BackendFailure(.misconfigured, "cannot open SQLite database \(path): \(message)")
         }
+        SQLiteSandbox.limitHeap
         let stop = StopFlag()
-        let connection = SQLiteConnection(handle: db, stop: stop, path: path, thread: thread)
+        let sandbox = SQLiteSandbox()
+        sandbox.install(on: db)
+        let connection = SQLiteConnection(handle: db, stop: stop, sandbox: sandbox, path: path, thread: thread)
         sqlite3_busy_timeout(db, Int32(clamping: busyTimeout.milliseconds))
         sqlite3_extended_result_codes(db, 1)
         sqlite3_progress_handler(db, 1000, { context in
@@ -105,13 +118,14 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// The cached prepared statement for `sql`, preparing (and caching) it if needed.
     private func prepared(_ sql: String) throws(SQLiteFailure) -> OpaquePointer {
-        if let cached = statements[sql] { return cached }
+        let key = StatementKey(sql: sql, adhoc: sandbox.adhoc)
+        if let cached = statements[key] { return cached }
         let stmt = try prepare(sql)
         if statements.count >= Self.cacheCapacity {
             for old in statements.values { sqlite3_finalize(old) }
             statements.removeAll(keepingCapacity: true)
         }
-        statements[sql] = stmt
+        statements[key] = stmt
         return stmt
     }
 
@@ -241,6 +255,10 @@ final class SQLiteConnection: @unchecked Sendable {
             message += " (reading or writing \(path) failed; check the disk and the kernel log)"
         default:
             break
+        }
+        // The sandbox's denials come as SQLITE_AUTH, or as SQLITE_ERROR for a function.
+        if primary == SQLITE_AUTH || message.hasPrefix("not authorized") || message.contains(" is prohibited") {
+            message += " (\(SQLiteSandbox.denialHint))"
         }
         return .sql(code: primary, extendedCode: rc, message: message)
     }
