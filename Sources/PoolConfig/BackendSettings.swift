@@ -71,7 +71,8 @@ public struct ExecSettings: Sendable, Equatable {
     public var maxOutput: Int
     /// `working_directory`: where workers start; nil: poold's own.
     public var workingDirectory: String?
-    /// `environment`: added to (or replacing in) poold's environment for the workers.
+    /// `environment`: the workers' environment, beside PATH, LANG and HOME (poold's own
+    /// environment never reaches them).
     public var environment: [String: String]
 
     public static let defaultMaxOutput = 1 << 20

@@ -33,6 +33,7 @@ struct ContentionTests {
                 kind = "exec"
                 command = ["/usr/bin/python3", "\(Exec.worker("ledger"))"]
                 kill_grace = "500ms"
+                environment = { POOLD_TEST_LEDGER = "\(ledger.path)" }
                 """
         }
         let daemon = try DaemonProcess(grace: grace, pools: """
@@ -46,7 +47,7 @@ struct ContentionTests {
             job_timeout = "20s"
             allow_adhoc = true
             \(other)
-            """, environment: ["POOLD_TEST_LEDGER": ledger.path], directory: directory)
+            """, directory: directory)
         if kind == .sqlite {
             _ = try daemon.sqlite("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS marks (v TEXT)")
         }

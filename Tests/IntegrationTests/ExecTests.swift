@@ -297,13 +297,16 @@ struct ExecTests {
             #expect(worker.cwd == expected)
             #expect(worker.env == .string("from the pool"))
         }
-        // `environment` adds to poold's own environment rather than replacing it.
+        // Nothing of poold's own environment reaches a worker (under systemd it holds
+        // CREDENTIALS_DIRECTORY): only PATH, LANG and HOME, and the pool's `environment`.
         let daemon = try execDaemon(
             "echo", pool: "environment = { POOLD_TEST_OTHER = \"x\" }", min: 1, max: 1,
-            environment: ["POOLD_TEST_VAR": "from poold"])
+            environment: ["POOLD_TEST_VAR": "from poold", "CREDENTIALS_DIRECTORY": "/run/credentials/poold.service"])
         let workers = WorkerWatch(daemon)
         defer { workers.expectNoneLeft() }
-        #expect(try daemon.workerInfo().env == .string("from poold"))
+        #expect(try daemon.workerInfo().env == .null, "poold's POOLD_TEST_VAR reached the worker")
+        let names = try Proc.environment(daemon.workerPid()).keys.sorted()
+        #expect(Set(names).isSubset(of: ["PATH", "LANG", "HOME", "POOLD_TEST_OTHER"]) && names.contains("PATH") && names.contains("POOLD_TEST_OTHER"), "the worker's environment: \(names)")
     }
 
     @Test func workersHaveTheirOwnProcessGroupAndNoInheritedFds() throws {
@@ -543,6 +546,17 @@ enum Proc {
             }
         }
         return found
+    }
+
+    /// A process's environment (from /proc/PID/environ), by name.
+    static func environment(_ pid: pid_t) -> [String: String] {
+        guard let bytes = contents("/proc/\(pid)/environ") else { return [:] }
+        var out: [String: String] = [:]
+        for entry in bytes.split(separator: 0) {
+            let text = String(decoding: entry, as: UTF8.self)
+            if let eq = text.firstIndex(of: "=") { out[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+        }
+        return out
     }
 
     static func commandLine(_ pid: pid_t) -> String {

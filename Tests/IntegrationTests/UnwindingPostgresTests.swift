@@ -434,7 +434,8 @@ extension PostgresTests {
             command = ["/usr/bin/python3", "\(Exec.worker("ledger"))"]
             max = 1
             kill_grace = "500ms"
-            """, environment: ["POOLD_TEST_LEDGER": ledger.path], directory: directory)
+            environment = { POOLD_TEST_LEDGER = "\(ledger.path)" }
+            """, directory: directory)
         let workers = WorkerWatch(daemon)
         #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
 

@@ -53,18 +53,14 @@ final class WorkerProcess: Sendable {
     /// Starts `command` (argv; `command[0]` a path, or a name looked up in the worker's PATH).
     static func spawn(command: [String], directory: String?, environment: [String: String]) throws(SpawnError) -> WorkerProcess {
         guard let program = command.first else { throw SpawnError(description: "command is empty") }
-        var merged: [String: String] = [:]
-        var index = 0
-        while let entry = environ[index] {
-            let text = String(cString: entry)
-            if let eq = text.firstIndex(of: "=") { merged[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
-            index += 1
+        // A minimal environment, never poold's own (which may hold CREDENTIALS_DIRECTORY, the
+        // socket systemd passed, tokens): PATH, LANG and HOME as poold has them, and the pool's
+        // `environment` on top.
+        var merged: [String: String] = ["PATH": "/usr/local/bin:/usr/bin:/bin"]
+        for key in Self.inheritedEnvironment {
+            if let value = getenv(key) { merged[key] = String(cString: value) }
         }
         for (key, value) in environment { merged[key] = value }
-        // systemd's socket-activation variables describe poold's descriptors, not the worker's.
-        for key in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            merged.removeValue(forKey: key)
-        }
         guard let path = resolve(program, path: merged["PATH"] ?? "/usr/local/bin:/usr/bin:/bin", directory: directory) else {
             throw SpawnError(description: "cannot start \(program): no such executable (in PATH, or not executable)")
         }
@@ -105,6 +101,9 @@ final class WorkerProcess: Sendable {
         }
         return WorkerProcess(pid: pid, stdin: toChild[1], stdout: fromChild[0], stderr: errFromChild[0])
     }
+
+    /// What a worker's environment takes from poold's.
+    static let inheritedEnvironment = ["PATH", "LANG", "HOME"]
 
     /// `program` itself if it names a path (relative to `directory`, where the worker starts),
     /// else the first executable of that name in `path`'s directories.
