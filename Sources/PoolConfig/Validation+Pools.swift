@@ -234,7 +234,8 @@ extension Validation {
             if case .table(let entries) = node {
                 for (key, value) in entries {
                     guard case .string(let text) = value else {
-                        r.fail("environment", "environment.\(key) must be a string (got \(value.display))")
+                        // The value may be a secret: its kind is shown, never the value.
+                        r.fail("environment", "environment.\(key) must be a string (got \(value.kindDescription))")
                         continue
                     }
                     if key.isEmpty || key.contains("=") || key.utf8.contains(0) || text.utf8.contains(0) {
@@ -244,7 +245,7 @@ extension Validation {
                     environment[key] = text
                 }
             } else {
-                r.fail("environment", "environment must be a table of strings, like environment = { LANG = \"C.UTF-8\" } (got \(node.display))")
+                r.fail("environment", "environment must be a table of strings, like environment = { LANG = \"C.UTF-8\" } (got \(node.kindDescription))")
             }
         }
         guard let command else {

@@ -64,6 +64,24 @@ import Testing
         #expect(!error.description.contains("cr3t"))
     }
 
+    /// A worker's environment may hold tokens: a wrong value is described by its kind, never
+    /// shown (the error reaches --check-config, the log and status.last_reload, which observers
+    /// read).
+    @Test(arguments: ["123456789", "[\"tok-987654321\"]", "{ nested = 555444333 }", "123456.789"])
+    func aWrongEnvironmentValueIsNotEchoed(value: String) {
+        let text = "[[pool]]\nname = \"w\"\nkind = \"exec\"\ncommand = [\"/bin/cat\"]\nenvironment = { TOKEN = \(value) }\n"
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(text, path: "poold.toml") }
+        do {
+            _ = try ConfigLoader.parse(text, path: "poold.toml")
+        } catch {
+            let message = "\(error)"
+            for secret in ["123456789", "987654321", "555444333", "123456.789"] {
+                #expect(!message.contains(secret), "the error shows the value: \(message)")
+            }
+            #expect(message.contains("environment.TOKEN must be a string"), "\(message)")
+        }
+    }
+
     @Test func aPasswordInTheURLAndAPasswordFileConflictWithoutShowingIt() {
         expectError(
             "[[pool]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"postgres://app:s3cr3t@h/app\"\npassword_file = \"/etc/pw\"\n",
