@@ -20,7 +20,7 @@ enum Role: Int, Sendable, Comparable, CustomStringConvertible {
     }
 }
 
-/// Maps a peer (SO_PEERCRED, plus its supplementary groups) to a role, from `[access]`.
+/// Maps a peer (SO_PEERCRED, plus its supplementary groups from SO_PEERGROUPS) to a role, from `[access]`.
 ///
 /// Names are resolved once, when the config is loaded or reloaded. With `[access]`: root and
 /// poold's own user are always operators; a user name matches that user, `@group` a member of the group (primary
@@ -112,13 +112,4 @@ struct Authorizer: Sendable {
     }
 }
 
-extension Peer {
-    /// The supplementary groups of a process, from /proc (empty if it is gone).
-    static func groups(of pid: Int32) -> [UInt32] {
-        guard pid > 0, let text = try? FileBytes.readText(path: "/proc/\(pid)/status", limit: 1 << 16) else { return [] }
-        for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
-            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
-        }
-        return []
-    }
-}
+

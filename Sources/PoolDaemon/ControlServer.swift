@@ -387,11 +387,15 @@ final class ControlServer: Service {
     }
 
     /// The peer's credentials (SO_PEERCRED); unknown if the kernel will not say.
+    /// Its uid, gid and pid (SO_PEERCRED) and its supplementary groups (SO_PEERGROUPS), as the
+    /// kernel recorded them when it connected: nothing is read from /proc, where a pid may have
+    /// been reused by then, and which a hardened unit (`ProtectProc=invisible`) hides.
     static func peer(of channel: any Channel) async -> Peer {
         guard let provider = channel as? any SocketOptionProvider else { return .unknown }
         do {
             let cred: PeerCredentials = try await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(17 /* SO_PEERCRED */)).get()
-            return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid, groups: Peer.groups(of: cred.pid))
+            let groups: PeerGroups? = try? await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(59 /* SO_PEERGROUPS */)).get()
+            return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid, groups: groups?.list ?? [])
         } catch {
             return .unknown
         }
@@ -403,6 +407,21 @@ struct SocketInUse: Error, CustomStringConvertible {
     var path: String
     var description: String {
         "something already accepts connections on \(path) (another poold?); stop it first, or give this one another control_socket"
+    }
+}
+
+/// What SO_PEERGROUPS fills: the peer's supplementary groups, in the kernel's order (ascending),
+/// followed by zeros (the buffer starts zeroed). A peer in more than 256 groups gets ERANGE, and
+/// none of its supplementary groups count.
+struct PeerGroups: Sendable {
+    var gids = InlineArray<256, UInt32>(repeating: 0)
+
+    /// The groups: up to the last non-zero entry (gid 0, if present, sorts first). A peer whose
+    /// only supplementary group is 0 reads as none; root is an operator by its uid anyway.
+    var list: [UInt32] {
+        var last = -1
+        for index in gids.indices where gids[index] != 0 { last = index }
+        return last < 0 ? [] : (0...last).map { gids[$0] }
     }
 }
 
