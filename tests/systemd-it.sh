@@ -59,9 +59,17 @@ command = ["/usr/bin/python3", "/usr/local/lib/poold-it/ledger.py"]
 min = 1
 max = 1
 environment = { POOLD_TEST_LEDGER = "/run/poold/ledger.jsonl" }
+
+[[pool]]
+name = "intruders"
+kind = "exec"
+command = ["/usr/bin/python3", "/usr/local/lib/poold-it/intruder.py"]
+min = 0
+max = 1
 TOML
 sed 's/max = 4/max = "lots"/' "$WORK/poold.toml" > "$WORK/bad.toml"
 inside install -D -m 0755 "$PWD/Tests/workers/ledger.py" /usr/local/lib/poold-it/ledger.py
+inside install -D -m 0755 "$PWD/Tests/workers/intruder.py" /usr/local/lib/poold-it/intruder.py
 inside install -D -m 0644 "$PWD/$WORK/poold.toml" /etc/poold/poold.toml
 mkdir -p "$WORK/dropin"
 printf '[Service]\nWatchdogSec=1s\nTimeoutAbortSec=1s\n' > "$WORK/dropin/watchdog.conf"
@@ -99,6 +107,13 @@ as() { local user=$1; shift; inside setpriv --reuid="$user" --regid="$user" --in
 check "a member of group poold may run a job" as poold-it-member $P run main "SELECT 1"
 check "a user in no list may observe" as poold-it-stranger $P status
 check "a user in no list may not run a job" bash -c "\"$H\" exec setpriv --reuid=poold-it-stranger --regid=poold-it-stranger --init-groups -- $P --json run main 'SELECT 1' </dev/null | grep -q '\"unauthorized\"'"
+
+# A worker runs as poold's own user, which gets no role for being it: driven by a submitter's
+# input, it may observe, not pause a pool.
+intrude() { as poold-it-member $P --json run intruders --input "{\"socket\": \"/run/poold/control.sock\", \"request\": $1}"; }
+check "a worker connecting back may not pause a pool" bash -c "$(declare -f as intrude inside); H='$H' P='$P'; intrude '{\"op\": \"pause\"}' | grep -q '\"unauthorized\"'"
+check "a worker connecting back may not run a job" bash -c "$(declare -f as intrude inside); H='$H' P='$P'; intrude '{\"op\": \"run\", \"pool\": \"main\", \"sql\": \"SELECT 1\"}' | grep -q '\"unauthorized\"'"
+check "a worker connecting back may observe" bash -c "$(declare -f as intrude inside); H='$H' P='$P'; intrude '{\"op\": \"ping\"}' | grep -q '\"output\":{\"id\":null,\"ok\":true}'"
 
 # An exec pool under the unit: a job runs on a worker (as the poold user, not root); when
 # poold is killed mid-job, neither the worker nor a process it started outlives it.

@@ -22,11 +22,16 @@ enum Role: Int, Sendable, Comparable, CustomStringConvertible {
 
 /// Maps a peer (SO_PEERCRED, plus its supplementary groups from SO_PEERGROUPS) to a role, from `[access]`.
 ///
-/// Names are resolved once, when the config is loaded or reloaded. With `[access]`: root and
-/// poold's own user are always operators; a user name matches that user, `@group` a member of the group (primary
+/// Names are resolved once, when the config is loaded or reloaded. With `[access]`: root is
+/// always an operator; a user name matches that user, `@group` a member of the group (primary
 /// or supplementary), `*` anyone; the highest role that matches wins; nobody else has a role.
-/// Without it: root and poold's own user are operators, members of the socket's group
-/// submitters, and anyone who can open the socket an observer.
+/// Without it: root is an operator, members of the socket's group submitters, and anyone who
+/// can open the socket an observer.
+///
+/// poold's own user gets no role for being poold's user, nor through its groups: exec workers
+/// run as it, and a worker driven by a submitter's input must not act with more than that
+/// submitter's rights. It gets only what `[access]` gives it by name, or an observer's `*`.
+/// (`systemctl reload` runs `poolctl reload` as root: `ExecReload=+`.)
 struct Authorizer: Sendable {
     struct Matcher: Sendable, Equatable {
         var anyone = false
@@ -56,7 +61,7 @@ struct Authorizer: Sendable {
             submitters = Self.resolve(access.submitters, unknown: &unknown)
             observers = Self.resolve(access.observers, unknown: &unknown)
         } else {
-            operators.uids = [0, getuid()]
+            operators.uids = [0]
             if let name = config.daemon.socketGroup, let group = getgrnam(name) {
                 submitters.gids = [group.pointee.gr_gid]
             } else {
@@ -66,12 +71,17 @@ struct Authorizer: Sendable {
         }
     }
 
-    /// poold's own user: always an operator, like root. `systemctl reload` runs `poolctl
-    /// reload` as this user, which could send poold SIGHUP (or SIGTERM) anyway.
-    let ownUID = getuid()
+    /// poold's own user (see above).
+    var ownUID = getuid()
 
     func role(of peer: Peer) -> Role {
-        if peer.uid == 0 || peer.uid == ownUID || operators.matches(peer) { return .operator }
+        if peer.uid == 0 { return .operator }
+        if peer.uid == ownUID {
+            if operators.uids.contains(peer.uid) { return .operator }
+            if submitters.uids.contains(peer.uid) { return .submitter }
+            return observers.anyone || observers.uids.contains(peer.uid) ? .observer : .none
+        }
+        if operators.matches(peer) { return .operator }
         if submitters.matches(peer) { return .submitter }
         if observers.matches(peer) { return .observer }
         return .none
