@@ -18,7 +18,9 @@ public enum FileBytes {
     /// The file's bytes; refuses directories, devices and anything over `limit` bytes.
     public static func read(path: String, limit: Int) throws(Failure) -> [UInt8] {
         func failure(_ reason: String, tooLarge: Bool = false) -> Failure { Failure(reason: reason, tooLarge: tooLarge) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking: opening a FIFO for reading would otherwise wait for a writer (a config
+        // replaced by a FIFO hung a reload). It is refused below as not a regular file.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw failure(describe(errno)) }
         defer { close(fd) }
         var info = stat()

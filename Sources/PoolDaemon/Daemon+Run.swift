@@ -44,6 +44,7 @@ extension Daemon {
         }
         for pool in pools.all + pools.retired { pool.dedicated?.shutdown(join: true) }
         stopWorkerReaper()
+        files?.shutdown(join: false)
         try? await loops.shutdownGracefully()
         let leaked = (pools.all + pools.retired).reduce(0) { $0 + $1.pool.snapshot.open }
         let totals = self.totals

@@ -46,6 +46,9 @@ public final class Daemon: Sendable {
     /// The event loop of the control server, the job timer and every PostgreSQL connection.
     let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let metrics = DaemonMetrics()
+    /// Where config and password files are read: a thread of its own, so that a file system
+    /// that is slow or stuck holds up neither the event loop nor the cooperative pool.
+    let files = ThreadExecutor()
     let shutdown = ShutdownControl()
     let clock = ContinuousClock()
     let startedAt = ContinuousClock.now
@@ -72,7 +75,7 @@ public final class Daemon: Sendable {
             logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
         }
         for settings in config.pools {
-            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, logger: logger))
+            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, files: files, logger: logger))
         }
     }
 
@@ -615,7 +618,7 @@ public final class Daemon: Sendable {
         logger.notice("reloading", metadata: ["config": "\(path)", "event": "reloading"])
         let result: Result<[String], ConfigError>
         do {
-            let new = try ConfigLoader.load(path: path)
+            let new = try await withTaskExecutorPreference(files) { () throws(ConfigError) -> Config in try ConfigLoader.load(path: path) }
             result = .success(apply(new))
         } catch {
             result = .failure(error)
@@ -661,7 +664,7 @@ public final class Daemon: Sendable {
                 } else {
                     pools.retire(settings.name)
                     do {
-                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, logger: logger))
+                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, files: files, logger: logger))
                         changes.append("pool \(settings.name) replaced")
                     } catch {
                         changes.append("pool \(settings.name) removed: \(error.message)")
@@ -669,7 +672,7 @@ public final class Daemon: Sendable {
                 }
             } else {
                 do {
-                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, logger: logger))
+                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, files: files, logger: logger))
                     changes.append("pool \(settings.name) added")
                 } catch {
                     changes.append("pool \(settings.name) not added: \(error.message)")

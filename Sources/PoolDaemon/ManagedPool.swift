@@ -60,7 +60,7 @@ final class ManagedPool: Sendable {
 
     /// - Parameter reaper: for exec pools, the keeper of their workers' groups (see
     ///   `WorkerReaper`), started on first use.
-    init(settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, reaper: () -> WorkerReaper?, logger: Logger) throws(PoolError) {
+    init(settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, reaper: () -> WorkerReaper?, files: (any TaskExecutor)?, logger: Logger) throws(PoolError) {
         self.name = settings.name
         self.collectors = metrics.collectors(for: settings.name)
         self.kind = settings.kind
@@ -91,7 +91,8 @@ final class ManagedPool: Sendable {
                 settings: postgres,
                 group: loop,
                 logger: pgLogger,
-                credentialsDirectory: getenv("CREDENTIALS_DIRECTORY").map { String(cString: $0) })
+                credentialsDirectory: getenv("CREDENTIALS_DIRECTORY").map { String(cString: $0) },
+                files: files)
             let pool = PostgresPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .postgres(pool)
             self.pool = pool

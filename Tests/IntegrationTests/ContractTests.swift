@@ -74,4 +74,25 @@ struct ContractTests {
         let tooLong = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1"), "timeout_ms": .int(1500)])
         #expect(tooLong.errorCode == "bad_request", "\(tooLong)")
     }
+
+    /// A config replaced by a FIFO (or a device) is refused at once as not a regular file: the
+    /// read neither waits for a writer nor holds up anything else (a reload used to hang there,
+    /// and with it ping, run and SIGTERM).
+    @Test func aConfigThatIsAFIFOIsRefusedAtOnce() throws {
+        let daemon = try DaemonProcess()
+        try FileManager.default.removeItem(atPath: daemon.configPath)
+        #expect(mkfifo(daemon.configPath, 0o644) == 0)
+        let started = ContinuousClock.now
+        let reply = try daemon.request(["op": .string("reload")], timeout: .seconds(5))
+        #expect(reply.errorCode == "bad_config" && reply.errorMessage?.contains("not a regular file") == true, "\(reply)")
+        #expect(started.duration(to: .now) < .seconds(2), "the reload took \(started.duration(to: .now))")
+        daemon.signal(SIGHUP)
+        usleep(200_000)
+        let pinged = ContinuousClock.now
+        #expect(try daemon.request(["op": .string("ping")], timeout: .seconds(5)).ok)
+        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1")], timeout: .seconds(5)).ok)
+        #expect(pinged.duration(to: .now) < .seconds(1), "poold was held up after a SIGHUP")
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(10)) == 0)
+    }
 }

@@ -41,7 +41,12 @@ struct PostgresBackend: PoolBackend {
     /// Whether this pool's server refused `clientCheck`, remembered for the pool's life.
     private let clientCheckRefused = ClientCheckRefusal()
 
-    init(settings: PostgresSettings, group: any EventLoopGroup, logger: Logger, credentialsDirectory: String?) throws(PoolError) {
+    /// Where the password file is read: a thread of its own, so that a slow or stuck file system
+    /// holds up neither the event loop nor the cooperative pool.
+    let files: (any TaskExecutor)?
+
+    init(settings: PostgresSettings, group: any EventLoopGroup, logger: Logger, credentialsDirectory: String?, files: (any TaskExecutor)? = nil) throws(PoolError) {
+        self.files = files
         guard let url = settings.components else {
             throw PoolError(.badConfig, "url \(settings.redactedURL) is not a valid postgres url")
         }
@@ -53,7 +58,7 @@ struct PostgresBackend: PoolBackend {
     }
 
     func open() async throws -> PostgresSession {
-        let password = try readPassword()
+        let password = try await withTaskExecutorPreference(files) { try readPassword() }
         guard !clientCheckRefused.isSet else { return try await open(password: password, checkingClient: false) }
         do {
             return try await open(password: password, checkingClient: true)
