@@ -52,7 +52,7 @@ final class ControlServer: Service {
     }
 
     /// Takes the socket systemd passed, or binds the configured path with the configured
-    /// mode: the umask makes the file appear with its final permissions, so there is no
+    /// mode: the file appears at its path with its final permissions, so there is no
     /// moment at which it is more open than configured.
     ///
     /// Accepted connections come out as plain channels, not reading yet (`autoRead` off):
@@ -83,13 +83,34 @@ final class ControlServer: Service {
         }
         let directory = socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
         if !directory.isEmpty { _ = mkdir(directory, 0o755) }
-        // The mode is set by the umask as the file is created: it is never, even for a
-        // moment, more open than socket_mode. The group can only be given once it exists,
-        // which widens access only to the group the config names.
-        let previous = umask(mode_t(0o777 & ~socketMode))
-        let channel = try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
-        umask(previous)
-        if let socketGroup { giveSocket(to: socketGroup) }
+        // The socket is bound in a directory only poold may enter, given its mode and group
+        // there, and only then renamed to its path: nobody can reach it before it has its final
+        // permissions, and nothing changes the process-wide umask (which pools and workers
+        // starting at the same moment would inherit).
+        var template = Array(((directory.isEmpty ? "." : directory) + "/.poold-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw BindFailure(message: "cannot create a private directory beside \(socketPath): \(String(cString: strerror(errno)))")
+        }
+        let privateDirectory = String(cString: made)
+        let privatePath = privateDirectory + "/s"
+        defer {
+            unlink(privatePath)
+            rmdir(privateDirectory)
+        }
+        let channel = try await bootstrap.bind(unixDomainSocketPath: privatePath, childChannelInitializer: initializer)
+        do {
+            guard chmod(privatePath, mode_t(socketMode)) == 0 else {
+                throw BindFailure(message: "cannot set the control socket's mode: \(String(cString: strerror(errno)))")
+            }
+            if let socketGroup { giveSocket(privatePath, to: socketGroup) }
+            // Replaces a file a killed poold left (a live one was refused above).
+            guard rename(privatePath, socketPath) == 0 else {
+                throw BindFailure(message: "cannot move the control socket to \(socketPath): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? await channel.channel.close()
+            throw error
+        }
         return channel
     }
 
@@ -135,12 +156,12 @@ final class ControlServer: Service {
 
     /// socket_group: the socket file's group. A failure is logged, and the socket keeps
     /// poold's group (clients of that group only).
-    private func giveSocket(to name: String) {
+    private func giveSocket(_ path: String, to name: String) {
         guard let group = getgrnam(name) else {
             daemon.logger.error("socket_group names no group on this machine; the socket keeps poold's group", metadata: ["socket_group": "\(name)"])
             return
         }
-        if chown(socketPath, uid_t.max, group.pointee.gr_gid) != 0 {
+        if chown(path, uid_t.max, group.pointee.gr_gid) != 0 {
             daemon.logger.error("cannot give the control socket to socket_group (poold must be a member of it); it keeps poold's group", metadata: [
                 "socket_group": "\(name)", "error": "\(String(cString: strerror(errno)))",
             ])
@@ -400,6 +421,12 @@ final class ControlServer: Service {
             return .unknown
         }
     }
+}
+
+/// The control socket could not be put in place.
+struct BindFailure: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }
 
 /// Another process accepts connections on the control socket's path.

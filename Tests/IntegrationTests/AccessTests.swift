@@ -103,6 +103,10 @@ struct AccessTests {
         #expect(stat(daemon.socket, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o660, "mode \(String(info.st_mode & 0o777, radix: 8))")
         #expect(info.st_gid == getgrnam(Self.submitterGroup)?.pointee.gr_gid, "group \(info.st_gid)")
+        // Bound in a private directory, given its mode and group, then moved into place: no
+        // umask change, and nothing left behind.
+        let left = try FileManager.default.contentsOfDirectory(atPath: daemon.directory).filter { $0.hasPrefix(".poold-") }
+        #expect(left.isEmpty, "\(left)")
         #expect(try daemon.request(["op": .string("ping")]).ok)
     }
 
