@@ -103,6 +103,36 @@ struct AbuseTests {
         #expect(daemon.log.contains("lines suppressed"), "the flood is logged within its budget")
     }
 
+    /// Out of file descriptors at accept, poold pauses accepting instead of spinning on EMFILE,
+    /// logs it once with the limit, keeps serving the clients it has, and accepts again once
+    /// descriptors are free.
+    @Test func outOfFileDescriptorsPausesAcceptingInsteadOfSpinning() throws {
+        let daemon = try DaemonProcess(wrapper: ["/usr/bin/prlimit", "--nofile=64:64", "--"])
+        var clients: [RawClient] = []
+        for _ in 0..<100 { clients.append(try RawClient(path: daemon.socket)) }
+        usleep(500_000)
+        let pid = daemon.process.processIdentifier
+        func ticks() throws -> Int {
+            let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            let fields = stat[stat.index(after: stat.lastIndex(of: ")") ?? stat.startIndex)...].split(separator: " ")
+            return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+        }
+        let before = try ticks()
+        usleep(1_000_000)
+        let spent = try ticks() - before
+        #expect(spent < 30, "poold used \(spent) of 100 ticks in a second at the descriptor limit")
+        let logged = daemon.log.split(separator: "\n").filter { $0.contains("out of file descriptors") }
+        #expect(logged.count == 1 && logged.first?.contains("limit=64") == true, "\(logged)")
+        // A client it had accepted is served.
+        #expect(clients[0].sendWithoutBlocking(Array(#"{"id":1,"op":"ping"}"#.utf8) + [10]) > 0)
+        let answered = waitUntil(.seconds(5)) { clients[0].received().contains(#""ok":true"#) }
+        #expect(answered, "an accepted client was not served")
+        // Descriptors free again: a new client is accepted and served.
+        for client in clients { client.close(abortive: false) }
+        #expect(try daemon.request(["op": .string("ping")], timeout: .seconds(5)).ok)
+        #expect(daemon.process.isRunning)
+    }
+
     @Test func clientThatNeverReadsIsBoundedAndStopsBeingRead() throws {
         let daemon = try DaemonProcess()
         let before = try Memory.rss(of: daemon)

@@ -22,7 +22,8 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// `pools` is TOML for the [[pool]]/[[job]] tables; `@DIR@` becomes the temporary directory.
-    init(grace: String = "3s", extra daemon: String = "", pools: String? = nil, environment: [String: String] = [:], directory given: String? = nil) throws {
+    /// `wrapper`: a command poold is started under (e.g. `prlimit --nofile=64:64`).
+    init(grace: String = "3s", extra daemon: String = "", pools: String? = nil, environment: [String: String] = [:], directory given: String? = nil, wrapper: [String] = []) throws {
         directory = try given ?? Self.makeTemporaryDirectory()
         socket = directory + "/control.sock"
         configPath = directory + "/poold.toml"
@@ -62,8 +63,13 @@ final class DaemonProcess: @unchecked Sendable {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["--config", configPath]
+        if let program = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(wrapper.dropFirst()) + [Self.binary, "--config", configPath]
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.binary)
+            process.arguments = ["--config", configPath]
+        }
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.removeValue(forKey: "WATCHDOG_USEC")

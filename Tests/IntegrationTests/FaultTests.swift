@@ -630,6 +630,18 @@ final class RawClient {
         return sent
     }
 
+    /// What has arrived so far, without waiting (empty if nothing has).
+    func received() -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            guard n > 0 else { break }
+            bytes += chunk[..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     func close(abortive: Bool) {
         guard !closed else { return }
         closed = true
