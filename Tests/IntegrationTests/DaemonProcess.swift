@@ -85,6 +85,11 @@ final class DaemonProcess: @unchecked Sendable {
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
+        // POOLD_TEST_KEEP_LOGS=DIR keeps every poold's log there, to look into a failure.
+        if let keep = ProcessInfo.processInfo.environment["POOLD_TEST_KEEP_LOGS"] {
+            try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+            try? FileManager.default.copyItem(atPath: logPath, toPath: keep + "/" + URL(fileURLWithPath: directory).lastPathComponent + ".log")
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 

@@ -198,7 +198,7 @@ struct UnwindingTests {
         #expect(try client.readReply(timeout: .seconds(10))?.ok == true, "the running transaction finishes")
         let closed = waitUntil(.seconds(3)) { !Self.opens(daemon, file: daemon.database) }
         #expect(closed, "poold still has \(daemon.database) open after the pool was \(change)")
-        #expect(daemon.log.contains("pool closed"), "\(daemon.log.suffix(500))")
+        #expect(waitUntil(.seconds(3)) { daemon.log.contains("pool closed") }, "\(daemon.log.suffix(500))")
         #expect(try daemon.sqlite("SELECT count(*) FROM kv WHERE k = 1") == "1", "the transaction committed")
         #expect(try Self.outsideWriterSucceeds(daemon, k: 2))
         daemon.signal(SIGTERM)
@@ -229,7 +229,7 @@ struct UnwindingTests {
             let next = try daemon.request(["op": .string("run"), "pool": .string("busy"), "input": .object(["mark": .string("new")])])
             #expect(next.ok, "the replacement pool serves: \(next)")
         }
-        #expect(daemon.log.contains("pool closed"), "\(daemon.log.suffix(500))")
+        #expect(waitUntil(.seconds(3)) { daemon.log.contains("pool closed") }, "\(daemon.log.suffix(500))")
     }
 
     /// Sends, on a client of its own, a job that makes the ledger worker start a child and then
