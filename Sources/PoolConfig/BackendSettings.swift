@@ -36,19 +36,23 @@ public struct PostgresSettings: Sendable, Equatable {
     public var credential: String?
     public var applicationName: String
     public var connectTimeout: Duration
+    /// `require_auth`: how the server may ask poold to authenticate; nil: any way.
+    public var requireAuth: RequireAuth?
 
     public init(
         url: String,
         passwordFile: String? = nil,
         credential: String? = nil,
         applicationName: String = "poold",
-        connectTimeout: Duration = .seconds(10)
+        connectTimeout: Duration = .seconds(10),
+        requireAuth: RequireAuth? = nil
     ) {
         self.url = url
         self.passwordFile = passwordFile
         self.credential = credential
         self.applicationName = applicationName
         self.connectTimeout = connectTimeout
+        self.requireAuth = requireAuth
     }
 
     /// The url with any password replaced by `***`: the only form fit for logs and status.

@@ -60,6 +60,7 @@ extension Config {
                 out.set("credential", string: p.credential, unset: "not set")
                 out.set("application_name", string: p.applicationName)
                 out.set("connect_timeout", duration: p.connectTimeout)
+                out.set("require_auth", string: p.requireAuth?.text, unset: "not set: whatever the server asks, cleartext and md5 included")
             case .exec(let e):
                 out.set("command", strings: e.command)
                 out.set("max_jobs_per_worker", int: e.maxJobsPerWorker)

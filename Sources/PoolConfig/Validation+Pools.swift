@@ -22,7 +22,7 @@ extension Validation {
 
     static let poolKeysByKind: [PoolKind: [String]] = [
         .sqlite: ["path", "busy_timeout"],
-        .postgres: ["url", "password_file", "credential", "application_name", "connect_timeout"],
+        .postgres: ["url", "password_file", "credential", "application_name", "connect_timeout", "require_auth"],
         .exec: ["command", "max_jobs_per_worker", "kill_grace", "max_output", "working_directory", "environment"],
     ]
 
@@ -194,6 +194,13 @@ extension Validation {
             }
         }
         let connectTimeout = r.duration("connect_timeout", example: "10s", allowZero: false) ?? .seconds(10)
+        var requireAuth: RequireAuth?
+        if let text = r.string("require_auth", expected: "must be a string like \"scram-sha-256\" or \"!password,!md5\"") {
+            switch RequireAuth.parse(text) {
+            case .success(let parsed): requireAuth = parsed
+            case .failure(let invalid): r.fail("require_auth", invalid.message)
+            }
+        }
         guard let url else {
             if required, !r.has("url") {
                 r.fail(nil, "url is required for a postgres pool, e.g. url = \"postgres://app@127.0.0.1:5432/app\"")
@@ -205,7 +212,8 @@ extension Validation {
             passwordFile: passwordFile,
             credential: credential,
             applicationName: applicationName,
-            connectTimeout: connectTimeout
+            connectTimeout: connectTimeout,
+            requireAuth: requireAuth
         ))
     }
 

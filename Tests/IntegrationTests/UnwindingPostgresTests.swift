@@ -485,3 +485,79 @@ extension PostgresTests {
         workers.expectNoneLeft()
     }
 }
+
+extension PostgresTests {
+    /// `require_auth` against the real cluster (SCRAM-SHA-256): allowed, the pool works;
+    /// required otherwise, the pool refuses to authenticate and says why.
+    @Test func requireAuthAgainstTheCluster() throws {
+        let scram = PG.application("auth-scram")
+        let allowed = try PG.daemon(scram, pool: #"require_auth = "scram-sha-256""#)
+        #expect(try allowed.sql("SELECT 1").rows == [[.int(1)]])
+        let md5 = PG.application("auth-md5")
+        let refusing = try PG.daemon(md5, pool: #"require_auth = "md5""#)
+        let reply = try refusing.sql("SELECT 1")
+        #expect(reply.errorCode == "backend", "\(reply)")
+        #expect(reply.errorMessage?.contains("SCRAM-SHA-256") == true && reply.errorMessage?.contains("require_auth") == true, "\(reply)")
+        #expect(try PG.connections(md5) == 0)
+    }
+
+    /// A server (or whatever answers on its port) asking for the password in cleartext gets it
+    /// by default, and never under `require_auth = "scram-sha-256"`: a fake server that asks
+    /// records whether a PasswordMessage came.
+    @Test(arguments: [false, true])
+    func aCleartextRequestIsRefusedUnderRequireAuth(requireScram: Bool) throws {
+        let directory = try DaemonProcess.makeTemporaryDirectory()
+        let record = directory + "/password-seen"
+        let server = """
+            import socket, sys, struct
+            listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(8)
+            print(listener.getsockname()[1], flush=True)
+            while True:
+                conn, _ = listener.accept()
+                conn.settimeout(3)
+                try:
+                    data = conn.recv(8)
+                    length, code = struct.unpack("!ii", data)
+                    if code == 80877103:  # SSLRequest: no TLS here
+                        conn.sendall(b"N"); data = conn.recv(8); length, code = struct.unpack("!ii", data)
+                    conn.recv(length - 8)
+                    conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+                    reply = conn.recv(1)
+                    if reply == b"p":
+                        open(sys.argv[1], "a").write("password\\n")
+                except Exception:
+                    pass
+                conn.close()
+            """
+        let fake = Process()
+        fake.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        fake.arguments = ["-c", server, record]
+        let out = Pipe()
+        fake.standardOutput = out
+        try fake.run()
+        defer { kill(fake.processIdentifier, SIGKILL); fake.waitUntilExit() }
+        let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try "secret\n".write(toFile: directory + "/pg.password", atomically: true, encoding: .utf8)
+        let daemon = try DaemonProcess(pools: """
+            [[pool]]
+            name = "pg"
+            kind = "postgres"
+            url = "postgres://poold@127.0.0.1:\(port)/db?sslmode=prefer"
+            password_file = "@DIR@/pg.password"
+            min = 1
+            max = 1
+            acquire_timeout = "1s"
+            \(requireScram ? #"require_auth = "scram-sha-256""# : "")
+            allow_adhoc = true
+            """, directory: directory)
+        _ = waitUntil(.seconds(5)) { (try? daemon.poolState()["last_error"]).map { $0 != .null } ?? false }
+        let seen = FileManager.default.fileExists(atPath: record)
+        if requireScram {
+            #expect(!seen, "poold sent the password in cleartext under require_auth")
+            let state = try daemon.poolState()
+            #expect("\(state["last_error"] ?? .null)".contains("cleartext"), "\(state)")
+        } else {
+            #expect(seen, "without require_auth the fake server should have got the password: the test proves nothing")
+        }
+    }
+}

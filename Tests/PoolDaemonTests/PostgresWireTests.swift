@@ -1,4 +1,5 @@
 import ControlProtocol
+import PoolConfig
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -109,5 +110,54 @@ struct PostgresWireTests {
         #expect(PostgresValues.decode(oid: 1007, bytes: array) == .blob(Array(array.readableBytesView)))
         #expect(PostgresValues.decode(oid: 999_999, bytes: ByteBuffer(string: "happy")) == .text("happy"))
         #expect(PostgresValues.decode(oid: 25, bytes: nil) == .null)
+    }
+}
+
+/// `require_auth`: a request for a method it does not allow never reaches PostgresNIO (which
+/// would answer it with the password); one it allows passes untouched.
+struct RequireAuthTests {
+    static func authRequest(_ code: Int32, extra: [UInt8] = []) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.writeInteger(UInt8(ascii: "R"))
+        out.writeInteger(Int32(8 + extra.count))
+        out.writeInteger(code)
+        out.writeBytes(extra)
+        return out
+    }
+
+    @Test(arguments: [(Int32(3), "cleartext"), (Int32(5), "MD5")])
+    func aForbiddenRequestIsNotPassedOn(code: Int32, words: String) throws {
+        let wire = PostgresWireState()
+        let requirement = try RequireAuth.parse("scram-sha-256").get()
+        let channel = EmbeddedChannel(handler: PostgresWireSniffer(wire: wire, requireAuth: requirement))
+        #expect(throws: PostgresWireError.self) {
+            try channel.writeInbound(Self.authRequest(code, extra: code == 5 ? [1, 2, 3, 4] : []))
+        }
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "the request was passed on")
+        #expect(wire.authRefusal?.contains(words) == true, "\(String(describing: wire.authRefusal))")
+        #expect(!channel.isActive, "the connection was left open")
+    }
+
+    @Test func anAllowedRequestPassesUntouched() throws {
+        let wire = PostgresWireState()
+        let requirement = try RequireAuth.parse("!password,!md5").get()
+        let channel = EmbeddedChannel(handler: PostgresWireSniffer(wire: wire, requireAuth: requirement))
+        let sasl = Self.authRequest(10, extra: Array("SCRAM-SHA-256\u{0}\u{0}".utf8))
+        try channel.writeInbound(sasl)
+        #expect(try channel.readInbound(as: ByteBuffer.self) == sasl)
+        #expect(wire.authRefusal == nil)
+        // Trust: AuthenticationOk with nothing asked is the method "none", which a list of
+        // negated methods allows and "scram-sha-256" does not.
+        let strict = EmbeddedChannel(handler: PostgresWireSniffer(wire: PostgresWireState(), requireAuth: try RequireAuth.parse("scram-sha-256").get()))
+        #expect(throws: PostgresWireError.self) { try strict.writeInbound(Self.authRequest(0)) }
+    }
+
+    @Test func parsesLibpqsSyntax() throws {
+        #expect(try RequireAuth.parse("scram-sha-256").get().allowed == [.scramSHA256])
+        #expect(try RequireAuth.parse("scram-sha-256, none").get().allowed == [.scramSHA256, .none])
+        #expect(try RequireAuth.parse("!password,!md5").get().allowed == [.scramSHA256, .gss, .sspi, .none])
+        for bad in ["", "scram", "md5,!password", "md5,md5", "password,"] {
+            #expect(throws: RequireAuth.Invalid.self, "\(bad)") { try RequireAuth.parse(bad).get() }
+        }
     }
 }

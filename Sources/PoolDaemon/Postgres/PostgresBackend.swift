@@ -80,7 +80,7 @@ struct PostgresBackend: PoolBackend {
         let channel: any Channel
         do {
             channel = try await target.connect(on: eventLoop, timeout: settings.connectTimeout) { channel in
-                try channel.pipeline.syncOperations.addHandler(PostgresWireSniffer(wire: wire))
+                try channel.pipeline.syncOperations.addHandler(PostgresWireSniffer(wire: wire, requireAuth: settings.requireAuth))
             }
         } catch {
             throw BackendFailure(.transient, "cannot connect to \(target.description): \(Self.describe(error))")
@@ -104,6 +104,9 @@ struct PostgresBackend: PoolBackend {
             return PostgresSession(connection: connection, wire: wire, key: key, target: target)
         } catch {
             try? await channel.close()
+            if let refusal = wire.authRefusal {
+                throw BackendFailure(.authentication, refusal)
+            }
             if checkingClient, let server = ServerError(error), server.message.contains(Self.clientCheck.name) {
                 throw ClientCheckRefused(message: server.text)
             }

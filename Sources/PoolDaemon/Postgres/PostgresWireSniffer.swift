@@ -1,5 +1,6 @@
 import NIOCore
 import NIOSSL
+import PoolConfig
 import Synchronization
 
 /// What PostgresNIO's public API does not tell about a connection, read off the wire.
@@ -12,7 +13,9 @@ import Synchronization
 ///   outside a transaction;
 /// - RowDescription / NoData: the result's column names, even when it has no rows;
 /// - ParameterDescription: the types the server inferred for a prepared statement's params;
-/// - CommandComplete: the tag, for the rows a prepared statement changed.
+/// - CommandComplete: the tag, for the rows a prepared statement changed;
+/// - Authentication requests: under `require_auth`, one for a method it does not allow is
+///   refused here — not passed on, so PostgresNIO never answers it with the password.
 final class PostgresWireState: Sendable {
     struct BackendKey: Sendable, Equatable {
         var processID: Int32
@@ -31,6 +34,7 @@ final class PostgresWireState: Sendable {
         var columns: [String] = []
         var parameterTypes: [UInt32] = []
         var commandTag = ""
+        var authRefusal: String?
     }
 
     private let state = Mutex(State())
@@ -43,12 +47,15 @@ final class PostgresWireState: Sendable {
     var parameterTypes: [UInt32] { state.withLock { $0.parameterTypes } }
     /// The tag of the last CommandComplete (`INSERT 0 3`, `SELECT 1`).
     var commandTag: String { state.withLock { $0.commandTag } }
+    /// Why the connection was refused under `require_auth`, if it was.
+    var authRefusal: String? { state.withLock { $0.authRefusal } }
 
     fileprivate func set(key: BackendKey) { state.withLock { $0.key = key } }
     fileprivate func set(status: TransactionStatus) { state.withLock { $0.status = status } }
     fileprivate func set(columns: [String]) { state.withLock { $0.columns = columns } }
     fileprivate func set(parameterTypes: [UInt32]) { state.withLock { $0.parameterTypes = parameterTypes } }
     fileprivate func set(commandTag: String) { state.withLock { $0.commandTag = commandTag } }
+    fileprivate func set(authRefusal: String) { state.withLock { $0.authRefusal = authRefusal } }
 }
 
 final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler {
@@ -56,6 +63,11 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundOut = ByteBuffer
 
     private let wire: PostgresWireState
+    private let requireAuth: RequireAuth?
+    /// The authentication method the server asked for so far (nil: none yet).
+    private var authMethod: RequireAuth.Method?
+    /// Set when an authentication request is refused: nothing more is passed on.
+    private var refused = false
     /// The bytes of a message not yet complete (only its header and the kinds we read).
     private var pending = ByteBuffer()
     /// Bytes of the current message still to skip (a message we pass without reading).
@@ -63,8 +75,9 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
     /// Waiting for the one-byte answer to our SSLRequest.
     private var sslAnswer: EventLoopPromise<UInt8>?
 
-    init(wire: PostgresWireState) {
+    init(wire: PostgresWireState, requireAuth: RequireAuth? = nil) {
         self.wire = wire
+        self.requireAuth = requireAuth
     }
 
     /// After an SSLRequest: the next byte is the server's answer ('S' or 'N'), not a message.
@@ -83,7 +96,14 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
             }
             return
         }
+        guard !refused else { return }
         observe(buffer)
+        if refused, let refusal = wire.authRefusal {
+            // Not passed on: PostgresNIO must never see the request, or it would answer it.
+            context.fireErrorCaught(PostgresWireError(refusal))
+            context.close(promise: nil)
+            return
+        }
         context.fireChannelRead(data)
     }
 
@@ -126,7 +146,7 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
             }
             let body = Int(length) - 4
             switch type {
-            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"):
+            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"), UInt8(ascii: "R"):
                 let have = pending.readableBytes - 5
                 let n = min(body - have, input.readableBytes)
                 var part = input.readSlice(length: n) ?? ByteBuffer()
@@ -135,6 +155,7 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
                 pending.moveReaderIndex(forwardBy: 5)
                 read(type, &pending)
                 pending.clear()
+                if refused { return }
             default:
                 pending.clear()
                 skipping = body
@@ -178,6 +199,32 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
         case UInt8(ascii: "C"):
             if let end = body.readableBytesView.firstIndex(of: 0), let tag = body.readString(length: end - body.readerIndex) {
                 wire.set(commandTag: tag)
+            }
+        case UInt8(ascii: "R"):
+            guard let requireAuth, let code = body.readInteger(as: Int32.self) else { return }
+            let method: RequireAuth.Method?
+            switch code {
+            case 0: method = authMethod == nil ? RequireAuth.Method.none : nil  // AuthenticationOk
+            case 3: method = .password
+            case 5: method = .md5
+            case 7, 8: method = .gss
+            case 9: method = .sspi
+            case 10: method = .scramSHA256  // SASL; SCRAM-SHA-256 is the mechanism poold uses
+            default: method = nil  // SASL continue / final, and older methods
+            }
+            guard let method else { return }
+            authMethod = method
+            if !requireAuth.allowed.contains(method) {
+                refused = true
+                let asked = switch method {
+                case .password: "the password in cleartext"
+                case .md5: "an MD5 hash of the password"
+                case .scramSHA256: "SCRAM-SHA-256 authentication"
+                case .gss: "GSSAPI (Kerberos) authentication"
+                case .sspi: "SSPI authentication"
+                case .none: "nothing (it let poold in unauthenticated)"
+                }
+                wire.set(authRefusal: "the server asked for \(asked), which require_auth = \"\(requireAuth.text)\" does not allow; poold sent no password (fix the server's pg_hba.conf, or require_auth)")
             }
         default:
             break
