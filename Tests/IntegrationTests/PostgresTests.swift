@@ -368,7 +368,7 @@ struct PostgresTests {
         #expect(longReply?.errorMessage?.contains("terminating connection") == true || longReply?.errorMessage?.contains("closed") == true, "\(String(describing: longReply))")
         // Within a few seconds jobs succeed again, on new connections.
         let before = outcomes.succeeded
-        #expect(try waitUntil(.seconds(10)) { outcomes.succeeded > before + 20 }, "jobs did not recover: \(outcomes.summary)")
+        #expect(waitUntil(.seconds(10)) { outcomes.succeeded > before + 20 }, "jobs did not recover: \(outcomes.summary)")
         stop.set()
         #expect(waitUntil(.seconds(15)) { outcomes.finishedThreads(threads) })
         #expect(outcomes.unanswered == 0, "every request got an answer: \(outcomes.summary)")

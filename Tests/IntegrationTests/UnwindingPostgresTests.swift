@@ -561,3 +561,36 @@ extension PostgresTests {
         }
     }
 }
+
+extension PostgresTests {
+    /// No job changes what a later job (of another client) sees: a job that sets, prepares,
+    /// listens, creates a temporary table or changes a reported setting leaves a connection the
+    /// pool replaces before it serves again; plain statements keep the same backend.
+    @Test func noSessionStateOutlivesAJob() throws {
+        let application = PG.application("session")
+        let daemon = try PG.daemon(application, min: 1, max: 1)
+        func pid() throws -> JSONValue? { try daemon.sql("SELECT pg_backend_pid()").rows?.first?.first }
+        let first = try pid()
+        #expect(try daemon.sql("SELECT 1").ok)
+        #expect(try pid() == first, "a plain SELECT replaced the connection")
+        let defaultPath = try daemon.sql("SHOW search_path").rows?.first?.first
+        let defaultZone = try daemon.sql("SHOW TimeZone").rows?.first?.first
+
+        #expect(try daemon.sql("SET search_path = pg_catalog").ok)
+        #expect(try daemon.sql("SHOW search_path").rows?.first?.first == defaultPath, "the next job saw another job's SET")
+        #expect(try pid() != first)
+
+        #expect(try daemon.sql("PREPARE leftover AS SELECT 42").ok)
+        #expect(try daemon.sql("EXECUTE leftover").errorCode == "sql_error", "the next job used another job's prepared statement")
+
+        #expect(try daemon.sql("CREATE TEMP TABLE leftover (x int)").ok)
+        #expect(try daemon.sql("SELECT * FROM leftover").errorCode == "sql_error", "the next job saw another job's temporary table")
+
+        #expect(try daemon.sql("SELECT set_config('TimeZone', 'America/New_York', false)").ok)
+        #expect(try daemon.sql("SHOW TimeZone").rows?.first?.first == defaultZone, "the next job saw another job's set_config")
+
+        #expect(try daemon.sql("LISTEN leftover").ok)
+        #expect(try daemon.sql("SELECT count(*) FROM pg_listening_channels()").rows == [[.int(0)]], "the next job inherited a LISTEN")
+        #expect(try daemon.poolState()["leased"] == .int(0))
+    }
+}

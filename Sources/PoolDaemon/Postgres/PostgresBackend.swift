@@ -128,7 +128,15 @@ struct PostgresBackend: PoolBackend {
     }
 
     func isBroken(_ session: PostgresSession, after error: any Error) -> Bool {
-        error is ResourceBroken || session.isClosed
+        error is ResourceBroken || session.isClosed || session.wire.sessionChanged != nil
+    }
+
+    /// A job that changed the session (a `SET`, a `PREPARE`, a temporary table, …; see
+    /// `PostgresWireState`) leaves a connection no other client's job may get: it is closed and
+    /// replaced, as PgBouncer's server_reset_query would reset it. Plain SELECT, INSERT, UPDATE
+    /// and DELETE cost nothing.
+    func shouldRetire(_ session: PostgresSession) -> Bool {
+        session.wire.sessionChanged != nil
     }
 
     /// What kind of failure an open was: a wrong password degrades the pool at once.

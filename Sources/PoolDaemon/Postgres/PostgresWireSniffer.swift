@@ -15,7 +15,11 @@ import Synchronization
 /// - ParameterDescription: the types the server inferred for a prepared statement's params;
 /// - CommandComplete: the tag, for the rows a prepared statement changed;
 /// - Authentication requests: under `require_auth`, one for a method it does not allow is
-///   refused here — not passed on, so PostgresNIO never answers it with the password.
+///   refused here — not passed on, so PostgresNIO never answers it with the password;
+/// - what changes the session for whatever job comes next: a command whose tag says so (`SET`,
+///   `PREPARE`, `LISTEN`, `DECLARE CURSOR`, `CREATE …` which may be temporary, …), or a
+///   ParameterStatus after startup (a reported setting changed, by `set_config` too). The pool
+///   then replaces the connection rather than hand it to another job.
 final class PostgresWireState: Sendable {
     struct BackendKey: Sendable, Equatable {
         var processID: Int32
@@ -35,6 +39,9 @@ final class PostgresWireState: Sendable {
         var parameterTypes: [UInt32] = []
         var commandTag = ""
         var authRefusal: String?
+        var startupDone = false
+        /// Why the session no longer is the one a fresh connection would be, if it is not.
+        var sessionChanged: String?
     }
 
     private let state = Mutex(State())
@@ -49,6 +56,28 @@ final class PostgresWireState: Sendable {
     var commandTag: String { state.withLock { $0.commandTag } }
     /// Why the connection was refused under `require_auth`, if it was.
     var authRefusal: String? { state.withLock { $0.authRefusal } }
+    /// What a job did that outlives it on this connection (see above), if anything.
+    var sessionChanged: String? { state.withLock { $0.sessionChanged } }
+
+    /// Commands whose tag says they change the session for later jobs (or may: a `CREATE`
+    /// tag does not tell a temporary table from another, nor `SELECT INTO` one).
+    static let sessionTags = [
+        "SET", "RESET", "PREPARE", "DEALLOCATE", "LISTEN", "UNLISTEN", "DECLARE CURSOR", "DISCARD", "LOAD",
+        "CREATE TABLE", "CREATE VIEW", "CREATE SEQUENCE", "CREATE FUNCTION", "CREATE INDEX", "SELECT INTO", "CREATE TABLE AS",
+    ]
+
+    fileprivate func noteTag(_ tag: String) {
+        guard Self.sessionTags.contains(where: { tag == $0 || tag.hasPrefix($0 + " ") }) else { return }
+        state.withLock { if $0.sessionChanged == nil { $0.sessionChanged = "it ran \(tag)" } }
+    }
+
+    fileprivate func noteParameterStatus(_ name: String) {
+        state.withLock { state in
+            if state.startupDone, state.sessionChanged == nil { state.sessionChanged = "it changed \(name)" }
+        }
+    }
+
+    fileprivate func noteReady() { state.withLock { $0.startupDone = true } }
 
     fileprivate func set(key: BackendKey) { state.withLock { $0.key = key } }
     fileprivate func set(status: TransactionStatus) { state.withLock { $0.status = status } }
@@ -146,7 +175,7 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
             }
             let body = Int(length) - 4
             switch type {
-            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"), UInt8(ascii: "R"):
+            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"), UInt8(ascii: "R"), UInt8(ascii: "S"):
                 let have = pending.readableBytes - 5
                 let n = min(body - have, input.readableBytes)
                 var part = input.readSlice(length: n) ?? ByteBuffer()
@@ -172,6 +201,11 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
         case UInt8(ascii: "Z"):
             if let byte = body.readInteger(as: UInt8.self), let status = PostgresWireState.TransactionStatus(rawValue: byte) {
                 wire.set(status: status)
+            }
+            wire.noteReady()
+        case UInt8(ascii: "S"):
+            if let end = body.readableBytesView.firstIndex(of: 0), let name = body.readString(length: end - body.readerIndex) {
+                wire.noteParameterStatus(name)
             }
         case UInt8(ascii: "T"):
             guard let count = body.readInteger(as: Int16.self) else { return }
@@ -199,6 +233,7 @@ final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannelHandler 
         case UInt8(ascii: "C"):
             if let end = body.readableBytesView.firstIndex(of: 0), let tag = body.readString(length: end - body.readerIndex) {
                 wire.set(commandTag: tag)
+                wire.noteTag(tag)
             }
         case UInt8(ascii: "R"):
             guard let requireAuth, let code = body.readInteger(as: Int32.self) else { return }
