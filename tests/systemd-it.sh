@@ -108,6 +108,13 @@ check "a member of group poold may run a job" as poold-it-member $P run main "SE
 check "a user in no list may observe" as poold-it-stranger $P status
 check "a user in no list may not run a job" bash -c "\"$H\" exec setpriv --reuid=poold-it-stranger --regid=poold-it-stranger --init-groups -- $P --json run main 'SELECT 1' </dev/null | grep -q '\"unauthorized\"'"
 
+# Ad-hoc SQL from a submitter who is not root, under the unit: the published fts3_tokenizer
+# crash is refused, ATTACH cannot reach another file, and poold stays up.
+check "the fts3_tokenizer crash is refused" bash -c "\"$H\" exec setpriv --reuid=poold-it-member --regid=poold-it-member --init-groups -- $P --json run main \"SELECT fts3_tokenizer('simple', x'4141414141414141')\" </dev/null | grep -q 'not authorized'"
+check "ATTACH is refused" bash -c "\"$H\" exec setpriv --reuid=poold-it-member --regid=poold-it-member --init-groups -- $P --json run main \"ATTACH DATABASE '/var/lib/poold/other.db' AS o\" </dev/null | grep -q 'not authorized'"
+check "poold is still active after the sandbox probes" test "$(prop ActiveState)" = active
+check "ATTACH created no file" inside test ! -e /var/lib/poold/other.db
+
 # A worker runs as poold's own user, which gets no role for being it: driven by a submitter's
 # input, it may observe, not pause a pool.
 intrude() { as poold-it-member $P --json run intruders --input "{\"socket\": \"/run/poold/control.sock\", \"request\": $1}"; }
