@@ -58,9 +58,11 @@ bench-daemon: deps
 	cd $(BENCH_DIR) && $(SWIFT) build -c release --product PostgresDirect
 	scripts/with-postgres.sh scripts/bench-daemon.sh
 
-# libFuzzer + AddressSanitizer on the two parsers of untrusted input, in their own package
-# (Fuzz/) so that `make test` never builds them: FuzzRequest (RequestDecoder.decode, one
-# control-protocol line) and FuzzConfig (ConfigLoader.parse, one TOML file). Each is built with
+# libFuzzer + AddressSanitizer on untrusted input, in their own package (Fuzz/) so that
+# `make test` never builds them: FuzzRequest (RequestDecoder.decode, one control-protocol line),
+# FuzzConfig (ConfigLoader.parse, one TOML file) and FuzzAdhocSQL (ad-hoc SQL in the SQLite
+# sandbox, one statement a line, with Fuzz/adhoc.dict; a crash, or a file left beside the
+# database, fails it). Each is built with
 #   cd Fuzz && swift build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzRequest
 # and runs FUZZ_SECONDS on a scratch corpus (Fuzz/.build/corpus/NAME/, kept between runs, new
 # inputs land there) plus the committed seeds (Tests/Fuzz/corpus/NAME/, only read). A crash,
@@ -73,15 +75,17 @@ bench-daemon: deps
 fuzz: deps
 	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzRequest
 	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzConfig
+	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzAdhocSQL
 	@mkdir -p $(FUZZ_DIR)/crashes
 	@bin="$$(cd $(FUZZ_DIR) && $(SWIFT) build -c release --show-bin-path)"; status=0; \
-	for spec in request:FuzzRequest:1 config:FuzzConfig:0; do \
+	for spec in request:FuzzRequest:1 config:FuzzConfig:0 adhoc:FuzzAdhocSQL:1; do \
 	    name=$${spec%%:*}; fuzzer=$${spec#*:}; leaks=$${fuzzer#*:}; fuzzer=$${fuzzer%%:*}; \
-	    scratch=$(FUZZ_DIR)/.build/corpus/$$name; \
+	    scratch=$(CURDIR)/$(FUZZ_DIR)/.build/corpus/$$name; dict=; \
+	    if [ -f $(FUZZ_DIR)/$$name.dict ]; then dict=-dict=$(CURDIR)/$(FUZZ_DIR)/$$name.dict; fi; \
 	    mkdir -p "$$scratch" && cp Tests/Fuzz/corpus/$$name/* "$$scratch"/; \
 	    echo "fuzz: $$fuzzer for $(FUZZ_SECONDS)s on $$scratch + Tests/Fuzz/corpus/$$name"; \
-	    ASAN_OPTIONS="detect_leaks=$$leaks:$$ASAN_OPTIONS" "$$bin/$$fuzzer" -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 -detect_leaks=$$leaks \
-	        -artifact_prefix=$(FUZZ_DIR)/crashes/$$name- "$$scratch" Tests/Fuzz/corpus/$$name || status=1; \
+	    ASAN_OPTIONS="detect_leaks=$$leaks:$$ASAN_OPTIONS" "$$bin/$$fuzzer" -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 -detect_leaks=$$leaks $$dict \
+	        -artifact_prefix=$(CURDIR)/$(FUZZ_DIR)/crashes/$$name- "$$scratch" $(CURDIR)/Tests/Fuzz/corpus/$$name || status=1; \
 	done; \
 	if [ $$status -ne 0 ]; then echo "fuzz: a fuzzer failed; its input is in $(FUZZ_DIR)/crashes/"; fi; \
 	exit $$status

@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "PoolTestSupport", targets: ["PoolTestSupport"]),
         .library(name: "ControlProtocol", targets: ["ControlProtocol"]),
         .library(name: "PoolConfig", targets: ["PoolConfig"]),
+        .library(name: "SQLiteSandbox", targets: ["SQLiteSandbox"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -68,6 +69,9 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // What ad-hoc SQL may do on SQLite: an authorizer and connection limits (a module of its
+        // own so that the fuzz package can drive it).
+        .target(name: "SQLiteSandbox", dependencies: ["CSQLite"], swiftSettings: strict),
         // libsystemd (sd_notify, sd_journal_sendv, sd_listen_fds) and its Swift face.
         .systemLibrary(
             name: "CSystemd",
@@ -85,7 +89,7 @@ let package = Package(
         .target(
             name: "PoolDaemon",
             dependencies: [
-                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite", "CSpawn", "SystemdKit",
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite", "CSpawn", "SystemdKit", "SQLiteSandbox",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -149,7 +153,7 @@ let package = Package(
         .testTarget(
             name: "PoolDaemonTests",
             dependencies: [
-                "PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig",
+                "PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

@@ -22,6 +22,12 @@ let package = Package(
             dependencies: ["CLibFuzzer", .product(name: "ControlProtocol", package: root)],
             path: "FuzzRequest"
         ),
+        // Ad-hoc SQL in the SQLite sandbox (SandboxProbe): one statement a line.
+        .executableTarget(
+            name: "FuzzAdhocSQL",
+            dependencies: ["CLibFuzzer", .product(name: "SQLiteSandbox", package: root)],
+            path: "FuzzAdhocSQL"
+        ),
         // ConfigLoader.parse on arbitrary text: one TOML config file.
         .executableTarget(
             name: "FuzzConfig",

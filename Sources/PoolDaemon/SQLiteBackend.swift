@@ -1,6 +1,7 @@
 import ControlProtocol
 import PoolCore
 import PoolKit
+import SQLiteSandbox
 
 /// SQLite connections to one database file, each with a thread of its own (see
 /// `SQLiteThreads` for how jobs move between the pool and those threads).

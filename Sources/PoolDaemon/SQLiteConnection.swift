@@ -1,6 +1,7 @@
 import CSQLite
 import ControlProtocol
 import PoolCore
+import SQLiteSandbox
 import Synchronization
 
 /// The rows one statement produced, in the protocol's terms.

@@ -1,5 +1,4 @@
 import CSQLite
-import ControlProtocol
 
 /// What ad-hoc SQL may do on a pooled SQLite connection (DESIGN §6: ad-hoc SQL is untrusted
 /// input). Installed on every connection as its authorizer; it judges every statement as
@@ -24,12 +23,17 @@ import ControlProtocol
 /// of its choosing in poold.
 ///
 /// Named jobs are written by the config's owner and run without the rest of the sandbox.
-final class SQLiteSandbox: @unchecked Sendable {
+public final class SQLiteSandbox: @unchecked Sendable {
     /// Set while a client's own SQL is prepared and run; touched only on the connection's thread.
-    var adhoc = false
+    public var adhoc = false
+
+    public init() {}
+
+    /// The largest string or blob a value may be: what one result may hold as JSON (16 MiB).
+    public static let maxValueBytes = 16 << 20
 
     /// What a denied client is told.
-    static let denialHint = "ad-hoc SQL may not attach databases, set pragmas, create temporary or virtual tables, read sqlite_stmt or sqlite_dbpage, or call load_extension or fts3_tokenizer; a named job in the config may (but never fts3_tokenizer)"
+    public static let denialHint = "ad-hoc SQL may not attach databases, set pragmas, create temporary or virtual tables, read sqlite_stmt or sqlite_dbpage, or call load_extension or fts3_tokenizer; a named job in the config may (but never fts3_tokenizer)"
 
     /// Pragmas an ad-hoc statement may use, to read (never to set) what the schema holds.
     static let readOnlyPragmas: Set<String> = [
@@ -57,7 +61,7 @@ final class SQLiteSandbox: @unchecked Sendable {
 
     /// The decision for one action (SQLite's authorizer codes and arguments; `database` is
     /// the schema it is about: `main`, or `temp` for the connection's own).
-    func authorize(_ action: Int32, _ first: String?, _ second: String?, database: String? = nil) -> Int32 {
+    public func authorize(_ action: Int32, _ first: String?, _ second: String?, database: String? = nil) -> Int32 {
         if action == SQLITE_FUNCTION, let name = second?.lowercased(), Self.alwaysDeniedFunctions.contains(name) {
             return SQLITE_DENY
         }
@@ -102,23 +106,86 @@ final class SQLiteSandbox: @unchecked Sendable {
     /// authorizer, defensive mode (no writes to the schema or to shadow tables), an untrusted
     /// schema, no attached databases beyond `main`, and values no larger than a result may be.
     /// The sandbox must outlive the connection.
-    func install(on db: OpaquePointer) {
+    public func install(on db: OpaquePointer) {
         sqlite3_set_authorizer(db, Self.callback, Unmanaged.passUnretained(self).toOpaque())
         _ = poold_sqlite_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1)
         _ = poold_sqlite_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0)
         _ = poold_sqlite_db_config(db, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0)
         _ = poold_sqlite_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0)
         sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0)
-        sqlite3_limit(db, SQLITE_LIMIT_LENGTH, Int32(SQLValue.maxResultBytes))
+        sqlite3_limit(db, SQLITE_LIMIT_LENGTH, Int32(Self.maxValueBytes))
     }
 
     /// The most memory SQLite may hold in poold at once, over every connection: beyond it an
     /// allocation fails and the statement that asked gets `SQLITE_NOMEM` (`sql_error`), instead
     /// of poold growing without bound.
-    static let heapLimit: Int64 = 512 << 20
+    public static let heapLimit: Int64 = 512 << 20
 
     /// Sets `heapLimit`, once per process.
-    static let limitHeap: Void = {
+    public static let limitHeap: Void = {
         _ = sqlite3_hard_heap_limit64(heapLimit)
     }()
+}
+
+/// Runs ad-hoc SQL in the sandbox on a database of its own, for the fuzz target and its corpus
+/// replay: what a client could send, judged and run as poold would (at most `maxRows` rows a
+/// statement, results read and dropped).
+public enum SandboxProbe {
+    public static let maxRows = 1000
+
+    /// How the statements ended.
+    public struct Outcome: Sendable, Equatable {
+        /// Ran to their end.
+        public var succeeded = 0
+        /// Refused by the sandbox (when prepared or run).
+        public var refused = 0
+        /// Failed otherwise (a syntax error, no such table, a value too big, …).
+        public var failed = 0
+    }
+
+    /// Opens (creating) `path`, installs the sandbox, runs each statement as ad-hoc SQL, and
+    /// closes.
+    @discardableResult
+    public static func run(_ statements: [String], databaseAt path: String) -> Outcome {
+        SQLiteSandbox.limitHeap
+        var outcome = Outcome()
+        var db: OpaquePointer?
+        guard sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil) == SQLITE_OK, let db else {
+            sqlite3_close_v2(db)
+            return outcome
+        }
+        defer { sqlite3_close_v2(db) }
+        let sandbox = SQLiteSandbox()
+        sandbox.install(on: db)
+        sqlite3_busy_timeout(db, 10)
+        // Nothing may run for long: a statement that spins is stopped (as poold's timeout would).
+        sqlite3_progress_handler(db, 100_000, { _ in 1 }, nil)
+        sandbox.adhoc = true
+        defer { sandbox.adhoc = false }
+        func note(_ rc: Int32) {
+            let message = String(cString: sqlite3_errmsg(db))
+            if rc & 0xFF == SQLITE_AUTH || message.hasPrefix("not authorized") || message.contains(" is prohibited") {
+                outcome.refused += 1
+            } else {
+                outcome.failed += 1
+            }
+        }
+        for sql in statements {
+            var stmt: OpaquePointer?
+            let rc = sqlite3_prepare_v3(db, sql, -1, 0, &stmt, nil)
+            guard rc == SQLITE_OK, let stmt else {
+                if rc == SQLITE_OK { outcome.succeeded += 1 } else { note(rc) }  // OK without a statement: a comment
+                continue
+            }
+            var rows = 0
+            var step = sqlite3_step(stmt)
+            while step == SQLITE_ROW, rows < maxRows {
+                rows += 1
+                step = sqlite3_step(stmt)
+            }
+            if step == SQLITE_DONE || step == SQLITE_ROW { outcome.succeeded += 1 } else { note(step) }
+            sqlite3_finalize(stmt)
+        }
+        return outcome
+    }
 }
