@@ -394,10 +394,20 @@ enum Memory {
 
     /// VmRSS of poold, in kB.
     static func rss(of daemon: DaemonProcess) throws -> Int {
+        try status("VmRSS", of: daemon)
+    }
+
+    /// VmHWM of poold (its peak resident memory so far), in kB.
+    static func peak(of daemon: DaemonProcess) throws -> Int {
+        try status("VmHWM", of: daemon)
+    }
+
+    /// A field of /proc/PID/status counted in kB.
+    static func status(_ field: String, of daemon: DaemonProcess) throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/status", encoding: .utf8)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
               let kB = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-        else { throw TestFailure("no VmRSS in /proc status") }
+        else { throw TestFailure("no \(field) in /proc/\(daemon.process.processIdentifier)/status") }
         return kB
     }
 }

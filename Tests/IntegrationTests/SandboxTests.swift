@@ -175,14 +175,3 @@ struct SandboxTests {
         #expect(try daemon.request(["op": .string("ping")]).ok)
     }
 }
-
-extension Memory {
-    /// VmHWM of poold (its peak resident memory so far), in kB.
-    static func peak(of daemon: DaemonProcess) throws -> Int {
-        let status = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/status", encoding: .utf8)
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kB = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
-        else { throw TestFailure("no VmHWM in /proc/\(daemon.process.processIdentifier)/status") }
-        return kB
-    }
-}
