@@ -21,6 +21,8 @@ int cspawn_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
 
 int cspawn_set_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
 
+int cspawn_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
 int cspawn_start(const char *path, char *const argv[], char *const envp[],
                  int in_fd, int out_fd, int err_fd, const char *dir, int *error) {
     int report[2];

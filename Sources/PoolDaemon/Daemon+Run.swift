@@ -43,6 +43,10 @@ extension Daemon {
             beginStop()  // releases the stop waiter if the group ended for another reason
         }
         for pool in pools.all + pools.retired { pool.dedicated?.shutdown(join: true) }
+        let orphaned = orphans.killAll()
+        if orphaned > 0 {
+            logger.notice("killed processes exec workers had let go", metadata: ["processes": "\(orphaned)"])
+        }
         stopWorkerReaper()
         files?.shutdown(join: false)
         try? await loops.shutdownGracefully()

@@ -75,7 +75,7 @@ public final class Daemon: Sendable {
             logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
         }
         for settings in config.pools {
-            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, files: files, logger: logger))
+            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, orphans: orphans, files: files, logger: logger))
         }
     }
 
@@ -88,6 +88,7 @@ public final class Daemon: Sendable {
             switch WorkerReaper.start() {
             case .success(let reaper):
                 slot.reaper = reaper
+                orphans.spawned(reaper.pid)
                 return (reaper, nil)
             case .failure(let error):
                 return (nil, error.description)
@@ -102,6 +103,14 @@ public final class Daemon: Sendable {
     /// Ends the reaper once every pool is closed.
     func stopWorkerReaper() {
         reaper.withLock { $0.reaper }?.stop()
+    }
+
+    /// What exec workers let go and poold adopted (see `Orphans`).
+    let orphans = Orphans()
+
+    /// Reaps the orphans that ended and has the reaper watch the others' groups.
+    func tendOrphans() {
+        orphans.tend(reaper: reaper.withLock { $0.reaper })
     }
 
     var config: Config { mutable.withLock { $0.config } }
@@ -664,7 +673,7 @@ public final class Daemon: Sendable {
                 } else {
                     pools.retire(settings.name)
                     do {
-                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, files: files, logger: logger))
+                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, orphans: orphans, files: files, logger: logger))
                         changes.append("pool \(settings.name) replaced")
                     } catch {
                         changes.append("pool \(settings.name) removed: \(error.message)")
@@ -672,7 +681,7 @@ public final class Daemon: Sendable {
                 }
             } else {
                 do {
-                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, files: files, logger: logger))
+                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, orphans: orphans, files: files, logger: logger))
                     changes.append("pool \(settings.name) added")
                 } catch {
                     changes.append("pool \(settings.name) not added: \(error.message)")

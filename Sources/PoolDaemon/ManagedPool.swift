@@ -60,7 +60,10 @@ final class ManagedPool: Sendable {
 
     /// - Parameter reaper: for exec pools, the keeper of their workers' groups (see
     ///   `WorkerReaper`), started on first use.
-    init(settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, reaper: () -> WorkerReaper?, files: (any TaskExecutor)?, logger: Logger) throws(PoolError) {
+    init(
+        settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, reaper: () -> WorkerReaper?, orphans: Orphans? = nil,
+        files: (any TaskExecutor)?, logger: Logger
+    ) throws(PoolError) {
         self.name = settings.name
         self.collectors = metrics.collectors(for: settings.name)
         self.kind = settings.kind
@@ -105,7 +108,8 @@ final class ManagedPool: Sendable {
             let loop = loops.next()
             self.dedicated = spawner
             self.executor = EventLoopExecutor(loop: loop)
-            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner, reaper: reaper())
+            orphans?.adopt()
+            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner, reaper: reaper(), orphans: orphans)
             let pool = ExecPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .exec(pool)
             self.pool = pool

@@ -4,7 +4,8 @@ import ServiceLifecycle
 import SystemdKit
 
 /// Keeps systemd's STATUS= current, at most once a second and only when it changed; while
-/// stopping, extends the stop timeout so that a long shutdown_grace is not cut short.
+/// stopping, extends the stop timeout so that a long shutdown_grace is not cut short. Once a
+/// second it also tends the processes exec workers let go (`Orphans`).
 struct StatusReporter: Service {
     let daemon: Daemon
 
@@ -14,6 +15,7 @@ struct StatusReporter: Service {
             // Woken at once by graceful shutdown, so a stop never waits for this tick.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
             if Task.isShuttingDownGracefully { break }
+            daemon.tendOrphans()
             let line = daemon.statusLine()
             var message: [String] = []
             if line != last { message.append("STATUS=\(line)") }

@@ -160,6 +160,26 @@ struct UnwindingTests {
         }
     }
 
+    /// A process a worker let go (setsid and a double fork: out of the worker's group) is
+    /// adopted by poold and dies with it, whether poold stops (SIGTERM) or is killed (once poold
+    /// has seen it: it looks once a second).
+    @Test(arguments: [false, true])
+    func whatAWorkerLetGoDiesWithPoold(killed: Bool) throws {
+        let (daemon, ledger) = try ContentionTests.daemon(.exec)
+        let workers = WorkerWatch(daemon)
+        defer { workers.expectNoneLeft() }
+        #expect(try daemon.request(["op": .string("run"), "pool": .string("busy"), "input": .object(["daemon": .bool(true)])]).ok)
+        let line = try #require(ledger.lines.last { $0.contains("daemon_pid") }, "\(ledger.lines)")
+        let daemonPid = try #require(pid_t(line.split(separator: ":")[1].split(separator: ",")[0].trimmingCharacters(in: .whitespaces)), "\(line)")
+        workers.record(daemonPid)
+        #expect(Proc.stat(daemonPid)?.ppid == daemon.process.processIdentifier, "poold did not adopt the process its worker let go")
+        usleep(1_500_000)  // poold has looked at its children
+        daemon.signal(killed ? SIGKILL : SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(10)) != nil)
+        #expect(waitUntil(.seconds(2)) { workers.gone(daemonPid) }, "the process a worker let go outlived poold (\(killed ? "SIGKILL" : "SIGTERM"))")
+        if !killed { #expect(daemon.log.contains("killed processes exec workers had let go"), "\(daemon.log.suffix(400))") }
+    }
+
     // MARK: Reload
 
     enum Change: String, CaseIterable, CustomStringConvertible {

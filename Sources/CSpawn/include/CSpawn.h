@@ -25,4 +25,8 @@ int cspawn_set_mmap_threshold(int bytes);
 int cspawn_start(const char *path, char *const argv[], char *const envp[],
                  int in_fd, int out_fd, int err_fd, const char *dir, int *error);
 
+/* prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to the caller rather
+ * than to init. */
+int cspawn_become_subreaper(void);
+
 #endif

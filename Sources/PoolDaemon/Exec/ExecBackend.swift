@@ -29,6 +29,8 @@ struct ExecBackend: PoolBackend {
     let spawner: ThreadExecutor
     /// Kills a worker's group if poold dies before it could (nil: it could not be started).
     let reaper: WorkerReaper?
+    /// What poold spawned, so that what workers let go (and poold adopts) can be told apart.
+    let orphans: Orphans?
 
     /// How long a new worker must stay alive to count as started.
     static let startCheck: Duration = .milliseconds(150)
@@ -43,6 +45,7 @@ struct ExecBackend: PoolBackend {
             throw BackendFailure(.misconfigured, "\(error)")
         }
         reaper?.watch(process.pid)
+        orphans?.spawned(process.pid)
         let stderr = WorkerStderr(pid: process.pid, pool: pool, logger: logger)
         stderr.start(fd: process.stderr, on: loop)
         let worker: ExecWorker
@@ -52,14 +55,20 @@ struct ExecBackend: PoolBackend {
             Glibc.close(process.stdin)
             Glibc.close(process.stdout)
             process.signalGroup(SIGKILL)
-            if await process.waitForExit(limit: .seconds(10), on: loop) != nil { reaper?.forget(process.pid) }
+            if await process.waitForExit(limit: .seconds(10), on: loop) != nil {
+                reaper?.forget(process.pid)
+                orphans?.reaped(process.pid)
+            }
             throw BackendFailure("cannot read and write the pipes of worker \(process.pid): \(error)")
         }
         // A worker that dies at once (a wrong path, a missing module) fails the open, so the
         // pool backs off and reports itself degraded instead of respawning in a loop.
         if let status = await process.waitForExit(limit: Self.startCheck, on: loop) {
             await stderr.waitUntilClosed(limit: .milliseconds(200), on: loop)
-            if await worker.stop(grace: .zero, on: loop) { reaper?.forget(process.pid) }
+            if await worker.stop(grace: .zero, on: loop) {
+                reaper?.forget(process.pid)
+                orphans?.reaped(process.pid)
+            }
             throw BackendFailure("worker \(settings.command.joined(separator: " ")) \(status) at start\(Self.tailText(stderr.tail))")
         }
         logger.info("worker started", metadata: ["pool": "\(pool)", "worker_pid": "\(process.pid)"])
@@ -75,6 +84,7 @@ struct ExecBackend: PoolBackend {
     func close(_ worker: ExecWorker) async {
         if await worker.stop(grace: settings.killGrace, on: loop) {
             reaper?.forget(worker.process.pid)
+            orphans?.reaped(worker.process.pid)
             logger.info("worker stopped", metadata: ["pool": "\(pool)", "worker_pid": "\(worker.process.pid)"])
         } else {
             logger.error("worker did not exit even after SIGKILL (stuck in the kernel?); poold no longer waits for it", metadata: [

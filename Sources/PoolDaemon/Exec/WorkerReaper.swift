@@ -15,7 +15,7 @@ import Synchronization
 /// group still listed, and exits. A poold that stops normally has stopped its workers first,
 /// so then the list is empty.
 public final class WorkerReaper: Sendable {
-    private let pid: pid_t
+    let pid: pid_t
     private let input = Mutex<Int32>(-1)
 
     private init(pid: pid_t, input fd: Int32) {
