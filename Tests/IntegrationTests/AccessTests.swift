@@ -110,6 +110,50 @@ struct AccessTests {
         #expect(try daemon.request(["op": .string("ping")]).ok)
     }
 
+    /// Setting up the control socket changes nothing process-wide: database files the pools
+    /// create while poold starts, and workers, keep poold's umask whatever socket_mode is (it
+    /// was set through the umask around bind(), which pools and workers starting at that moment
+    /// inherited).
+    @Test func socketModeDoesNotLeakIntoFilesAndWorkers() throws {
+        let pools = (0..<6).map { n in
+            """
+            [[pool]]
+            name = "p\(n)"
+            kind = "sqlite"
+            path = "@DIR@/p\(n).db"
+            min = 2
+            max = 2
+
+            """
+        }.joined() + """
+            [[pool]]
+            name = "workers"
+            kind = "exec"
+            command = ["/usr/bin/python3", "\(Exec.worker("echo"))"]
+            min = 2
+            max = 2
+            """
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let daemon = try DaemonProcess(extra: #"socket_mode = "0600""#, pools: pools)
+        let workers = WorkerWatch(daemon)
+        defer { workers.expectNoneLeft() }
+        for n in 0..<6 {
+            let path = daemon.directory + "/p\(n).db"
+            #expect(waitUntil(.seconds(5)) { FileManager.default.fileExists(atPath: path) })
+            var info = stat()
+            #expect(stat(path, &info) == 0)
+            #expect(info.st_mode & 0o777 == 0o644, "p\(n).db was created \(String(info.st_mode & 0o777, radix: 8))")
+        }
+        var socket = stat()
+        #expect(stat(daemon.socket, &socket) == 0 && socket.st_mode & 0o777 == 0o600)
+        #expect(waitUntil(.seconds(5)) { workers.current("echo.py").count == 2 })
+        for pid in workers.current("echo.py") {
+            let umaskLine = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("Umask:") }
+            #expect(umaskLine?.hasSuffix("0022") == true, "worker \(pid): \(String(describing: umaskLine))")
+        }
+    }
+
     @Test func aSubmitterCannotCancelAnotherUsersJob() throws {
         try Self.ensureUsers()
         let daemon = try Self.submittersDaemon()
