@@ -56,3 +56,17 @@ public struct SQLStatement: Sendable, Hashable {
         self.params = params
     }
 }
+
+/// The rows one statement produced, in the protocol's terms.
+public struct StatementResult: Sendable, Hashable {
+    public var columns: [String]
+    public var rows: [[SQLValue]]
+    /// Rows changed by an INSERT/UPDATE/DELETE; nil for anything else.
+    public var affected: Int64?
+
+    public init(columns: [String], rows: [[SQLValue]], affected: Int64?) {
+        self.columns = columns
+        self.rows = rows
+        self.affected = affected
+    }
+}

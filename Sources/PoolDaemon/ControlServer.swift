@@ -215,7 +215,7 @@ final class ControlServer: Service {
                 group.cancelAll()
             }
         } onGracefulShutdown: {
-            self.daemon.beginStop()
+            self.daemon.requestStop(by: .request)
             if !systemdOwnsSocket { unlink(self.socketPath) }
             self.stopping.open()
         }
@@ -244,15 +244,15 @@ final class ControlServer: Service {
     /// grace early), then stops the remaining jobs and waits for their answers.
     private func finishJobs() async {
         let deadline = ContinuousClock.now + grace
-        while answering.count > 0 && ContinuousClock.now < deadline && !daemon.shutdown.isGraceSkipped && !Task.isCancelled {
+        while answering.count > 0 && ContinuousClock.now < deadline && !daemon.lifecycle.isGraceSkipped && !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(10))
         }
         if answering.count > 0 {
-            daemon.logger.warning("stopping jobs that outlived the grace", metadata: ["jobs": "\(daemon.jobs.count)", "grace_skipped": "\(daemon.shutdown.isGraceSkipped)"])
+            daemon.logger.warning("stopping jobs that outlived the grace", metadata: ["jobs": "\(daemon.jobs.count)", "grace_skipped": "\(daemon.lifecycle.isGraceSkipped)"])
             daemon.jobs.cancelAll(reason: .shutdown)
             await answering.waitForZero()
         }
-        daemon.shutdown.markStopped()
+        daemon.lifecycle.everyJobAnswered()
         await answering.waitForFinalReplies()
     }
 
@@ -262,7 +262,7 @@ final class ControlServer: Service {
     /// are written. One whose answers are still unwritten `flush` later does not read them
     /// (or is gone) and is closed anyway, so that no client can hold poold up.
     private func closeConnections() async {
-        let linger: Duration = daemon.shutdown.isGraceSkipped ? .zero : Self.stopLinger
+        let linger: Duration = daemon.lifecycle.isGraceSkipped ? .zero : Self.stopLinger
         await withDiscardingTaskGroup { group in
             for connection in live.all {
                 group.addTask {

@@ -32,7 +32,7 @@ extension Daemon {
         var failure: (any Error)?
         await withDiscardingTaskGroup { tasks in
             tasks.addTask {
-                await self.shutdown.waitForStopRequest()
+                await self.lifecycle.waitForStopRequest()
                 await group.triggerGracefulShutdown()
             }
             do {
@@ -40,7 +40,7 @@ extension Daemon {
             } catch {
                 failure = error
             }
-            beginStop()  // releases the stop waiter if the group ended for another reason
+            requestStop(by: .request)  // releases the stop waiter if the group ended for another reason
         }
         for pool in pools.all + pools.retired { pool.dedicated?.shutdown(join: true) }
         let orphaned = orphans.killAll()

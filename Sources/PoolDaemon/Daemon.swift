@@ -14,10 +14,6 @@ import SystemdKit
 /// The daemon's state and its answer to every request. The services (control server, pool
 /// supervisor, signal watcher) call into it; it owns no tasks itself.
 public final class Daemon: Sendable {
-    public enum LifecycleState: String, Sendable {
-        case starting, ready, reloading, stopping
-    }
-
     struct ReloadRecord: Sendable {
         var at: String
         var ok: Bool
@@ -32,7 +28,6 @@ public final class Daemon: Sendable {
     private struct Mutable: Sendable {
         var config: Config
         var authorizer: Authorizer
-        var state: LifecycleState = .starting
         var lastReload: ReloadRecord?
         var stopStarted: ContinuousClock.Instant?
         var totals = Totals()
@@ -49,7 +44,7 @@ public final class Daemon: Sendable {
     /// Where config and password files are read: a thread of its own, so that a file system
     /// that is slow or stuck holds up neither the event loop nor the cooperative pool.
     let files = ThreadExecutor()
-    let shutdown = ShutdownControl()
+    let lifecycle = Lifecycle()
     let clock = ContinuousClock()
     let startedAt = ContinuousClock.now
     /// Denials are logged at most 20 at once and 2 a second after that: a client looping on
@@ -114,7 +109,7 @@ public final class Daemon: Sendable {
     }
 
     var config: Config { mutable.withLock { $0.config } }
-    public var state: LifecycleState { mutable.withLock { $0.state } }
+    var state: DaemonLifecycle.State { lifecycle.state }
 
     /// Waits (at most `limit`) until every pool has made its first attempt to open: ready
     /// means usable, but a backend that is down must not hold readiness back — such a pool
@@ -133,7 +128,7 @@ public final class Daemon: Sendable {
 
     /// The control socket is bound and every pool has started: tell systemd (READY=1).
     func markReady() {
-        mutable.withLock { if $0.state == .starting { $0.state = .ready } }
+        guard lifecycle.handle({ $0.started() }) == .notifyReady else { return }
         Systemd.notify("READY=1", "STATUS=\(statusLine())")
         logger.notice("ready", metadata: ["event": "ready", "pools": "\(pools.all.count)"])
     }
@@ -143,7 +138,7 @@ public final class Daemon: Sendable {
     func statusLine() -> String {
         let state = self.state
         let snapshots = pools.all.map { ($0, $0.pool.snapshot) }
-        if state == .stopping {
+        if state == .stopping || state == .stopped {
             let open = snapshots.reduce(0) { $0 + $1.1.open }
             return "stopping: \(jobs.count) jobs running, \(open) connections open"
         }
@@ -243,7 +238,7 @@ public final class Daemon: Sendable {
             return await runJob(id: id, pool: managed, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: false) { job, signal, leased in
                 try await managed.run(input: input, job: job, stop: signal, leased: leased)
             } reply: { output, job, timing in
-                Self.execReply(id: id, job: job, output: output, timing: timing)
+                Reply.exec(id: id, job: job, output: output, timing: timing)
             }
         case .cancel(let job):
             guard jobs.cancel(job, reason: .cancelled(by: "uid \(peer.uid) pid \(peer.pid)")) else {
@@ -272,15 +267,17 @@ public final class Daemon: Sendable {
             return Reply.ok(id: id, [("min", .int(Int64(min))), ("max", .int(Int64(max)))])
         case .reload:
             switch await reload() {
-            case .success(let changes):
+            case .applied(let changes):
                 return Reply.ok(id: id, [("changes", .array(changes.map { .string($0) }))])
-            case .failure(let error):
+            case .invalid(let error):
                 return Reply.error(id: id, code: .badConfig, message: error.description)
+            case .refused:
+                return Reply.error(id: id, code: .shuttingDown, message: "poold is stopping; the config was not reloaded")
             }
         case .drain(let pool, let stop):
             if stop {
-                beginStop()
-                await shutdown.waitUntilStopped()
+                requestStop(by: .request)
+                await lifecycle.waitUntilStopped()
                 let counts = totals
                 return Reply.ok(id: id, [("finished", .int(Int64(counts.finished))), ("cancelled", .int(Int64(counts.cancelled)))])
             }
@@ -377,7 +374,7 @@ public final class Daemon: Sendable {
         await runJob(id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: isBatch) { _, signal, leased in
             try await pool.execute(statements, transaction: transaction, adhoc: adhoc, stop: signal, leased: leased)
         } reply: { results, job, timing in
-            Self.sqlReply(id: id, job: job, results: results, isBatch: isBatch, timing: timing)
+            Reply.sql(id: id, job: job, results: results, isBatch: isBatch, timing: timing)
         }
     }
 
@@ -393,7 +390,7 @@ public final class Daemon: Sendable {
         if let timeoutMs, Duration.milliseconds(timeoutMs) > settings.maxJobTimeout {
             return Reply.error(id: id, code: .badRequest, message: "\"timeout_ms\" must be at most \(settings.maxJobTimeout.milliseconds) (pool \"\(pool.name)\" max_job_timeout = \(settings.maxJobTimeout.limitDescription)); got \(timeoutMs)")
         }
-        if state == .stopping {
+        if !lifecycle.acceptsJobs {
             return Reply.error(id: id, code: .shuttingDown, message: "poold is shutting down; the job never started")
         }
         let limit = min(timeout ?? settings.jobTimeout, settings.maxJobTimeout)
@@ -435,86 +432,6 @@ public final class Daemon: Sendable {
         return answer
     }
 
-    /// An exec job's answer: the worker's output.
-    static func execReply(id: RequestID?, job: Int64, output: JSONValue, timing: JobTiming) -> [UInt8] {
-        var w = JSONWriter(capacity: 128)
-        w.writeRaw("{\"id\":")
-        w.write(id?.jsonValue ?? .null)
-        w.writeRaw(",\"ok\":true,\"job\":")
-        w.writeInt(job)
-        w.writeRaw(",\"output\":")
-        w.write(output)
-        writeTiming(timing, into: &w)
-        return w.bytes
-    }
-
-    /// `,"timing":{…}}` and the newline that ends a reply.
-    static func writeTiming(_ timing: JobTiming, into w: inout JSONWriter) {
-        w.writeRaw(",\"timing\":{\"queue_us\":")
-        w.writeInt(timing.queue.microseconds)
-        w.writeRaw(",\"acquire_us\":")
-        w.writeInt(timing.acquire.microseconds)
-        w.writeRaw(",\"exec_us\":")
-        w.writeInt(timing.exec.microseconds)
-        w.writeRaw("}}\n")
-    }
-
-    /// A SQL job's answer, written straight into bytes: this is the hot path of every query,
-    /// and building a JSONValue tree first costs an allocation per cell.
-    static func sqlReply(id: RequestID?, job: Int64, results: [StatementResult], isBatch: Bool, timing: JobTiming) -> [UInt8] {
-        var w = JSONWriter(capacity: 256)
-        w.writeRaw("{\"id\":")
-        w.write(id?.jsonValue ?? .null)
-        w.writeRaw(",\"ok\":true,\"job\":")
-        w.writeInt(job)
-        if isBatch {
-            w.writeRaw(",\"results\":[")
-            for (index, result) in results.enumerated() {
-                if index > 0 { w.writeRaw(",") }
-                w.writeRaw("{")
-                writeResult(result, into: &w)
-                w.writeRaw("}")
-            }
-            w.writeRaw("]")
-        } else {
-            w.writeRaw(",")
-            writeResult(results.first ?? StatementResult(columns: [], rows: [], affected: nil), into: &w)
-        }
-        writeTiming(timing, into: &w)
-        return w.bytes
-    }
-
-    /// `"columns":[…],"rows":[[…]],"affected":N|null`
-    static func writeResult(_ result: StatementResult, into w: inout JSONWriter) {
-        w.writeRaw("\"columns\":[")
-        for (index, column) in result.columns.enumerated() {
-            if index > 0 { w.writeRaw(",") }
-            w.writeString(column)
-        }
-        w.writeRaw("],\"rows\":[")
-        for (r, row) in result.rows.enumerated() {
-            w.writeRaw(r > 0 ? ",[" : "[")
-            for (c, value) in row.enumerated() {
-                if c > 0 { w.writeRaw(",") }
-                switch value {
-                case .null: w.writeRaw("null")
-                case .bool(let b): w.writeRaw(b ? "true" : "false")
-                case .int(let i): w.writeInt(i)
-                case .double(let d): w.writeDouble(d)
-                case .text(let text): w.writeString(text)
-                case .blob(let bytes):
-                    w.writeRaw("{\"base64\":")
-                    w.writeString(Base64.encode(bytes))
-                    w.writeRaw("}")
-                case .json(let json): w.write(json)
-                }
-            }
-            w.writeRaw("]")
-        }
-        w.writeRaw("],\"affected\":")
-        if let affected = result.affected { w.writeInt(affected) } else { w.writeRaw("null") }
-    }
-
     private func errorReply(id: RequestID?, job: Int64, error: any Error, limit: Duration, timing: JobTiming, isBatch: Bool) -> [UInt8] {
         switch error {
         case is TimeoutError:
@@ -554,7 +471,8 @@ public final class Daemon: Sendable {
     // MARK: Observing
 
     private func statusFields() -> [(String, JSONValue)] {
-        let (config, state, lastReload) = mutable.withLock { ($0.config, $0.state, $0.lastReload) }
+        let (config, lastReload) = mutable.withLock { ($0.config, $0.lastReload) }
+        let state = self.state
         let snapshots = pools.all.map { ($0, $0.pool.snapshot) }
         var succeeded: UInt64 = 0
         var failed: UInt64 = 0
@@ -619,123 +537,118 @@ public final class Daemon: Sendable {
 
     // MARK: Reload
 
+    enum ReloadOutcome: Sendable {
+        case applied([String])
+        case invalid(ConfigError)
+        /// poold is stopping: a reload could start pools that stopping would never close.
+        case refused
+    }
+
     /// Re-reads the config file; applies it if valid, keeps the old one otherwise.
-    func reload() async -> Result<[String], ConfigError> {
+    func reload() async -> ReloadOutcome {
         let path = config.path
-        mutable.withLock { $0.state = $0.state == .stopping ? .stopping : .reloading }
-        Systemd.reloading()
+        switch lifecycle.handle({ $0.reloadBegan() }) {
+        case .refuseReload:
+            logger.warning("reload refused: poold is stopping", metadata: ["event": "reload_failed"])
+            return .refused
+        case .notifyReloading:
+            Systemd.reloading()
+        default:
+            break
+        }
         logger.notice("reloading", metadata: ["config": "\(path)", "event": "reloading"])
-        let result: Result<[String], ConfigError>
+        let outcome: ReloadOutcome
         do {
             let new = try await withTaskExecutorPreference(files) { () throws(ConfigError) -> Config in try ConfigLoader.load(path: path) }
-            result = .success(apply(new))
+            outcome = .applied(apply(new))
         } catch {
-            result = .failure(error)
+            outcome = .invalid(error)
         }
         let at = wallClockRFC3339()
         mutable.withLock { state in
-            if state.state == .reloading { state.state = .ready }
-            switch result {
-            case .success: state.lastReload = ReloadRecord(at: at, ok: true, error: nil)
-            case .failure(let error): state.lastReload = ReloadRecord(at: at, ok: false, error: error.description)
+            switch outcome {
+            case .applied, .refused: state.lastReload = ReloadRecord(at: at, ok: true, error: nil)
+            case .invalid(let error): state.lastReload = ReloadRecord(at: at, ok: false, error: error.description)
             }
         }
-        Systemd.notify("READY=1", "STATUS=\(statusLine())")
-        switch result {
-        case .success(let changes):
-            logger.notice("reloaded", metadata: ["changes": "\(changes.joined(separator: "; "))", "event": "reloaded"])
-        case .failure(let error):
-            logger.error("reload failed; keeping the old config", metadata: ["error": "\(error.description)", "event": "reload_failed"])
+        if lifecycle.handle({ $0.reloadEnded() }) == .notifyReady {
+            Systemd.notify("READY=1", "STATUS=\(statusLine())")
         }
-        return result
+        switch outcome {
+        case .applied(let changes):
+            logger.notice("reloaded", metadata: ["changes": "\(changes.joined(separator: "; "))", "event": "reloaded"])
+        case .invalid(let error):
+            logger.error("reload failed; keeping the old config", metadata: ["error": "\(error.description)", "event": "reload_failed"])
+        case .refused:
+            break
+        }
+        return outcome
     }
 
-    /// Applies a validated config: new pools start, removed ones drain and close, changed
-    /// limits apply live; in-flight jobs are not disturbed.
+    /// Applies a validated config (`ConfigDiff`): new pools start, removed ones drain and
+    /// close, changed limits apply live; in-flight jobs are not disturbed.
     private func apply(_ new: Config) -> [String] {
+        var running = config
+        running.pools = pools.all.map(\.settings)
+        let diff = ConfigDiff(running: running, new: new)
         var changes: [String] = []
-        let old = config
-        for settings in new.pools {
-            if let running = pools.named(settings.name) {
-                let before = running.settings
-                if before == settings { continue }
-                if running.canApplyLive(settings) {
-                    do {
-                        try running.apply(settings)
-                        if before.limits.minResources != settings.limits.minResources || before.limits.maxResources != settings.limits.maxResources {
-                            changes.append("pool \(settings.name) resized to \(settings.limits.minResources)..\(settings.limits.maxResources)")
-                        } else {
-                            changes.append("pool \(settings.name) updated")
-                        }
-                    } catch {
-                        changes.append("pool \(settings.name) not updated: \(error.message)")
-                    }
-                } else {
-                    pools.retire(settings.name)
-                    do {
-                        pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, orphans: orphans, files: files, logger: logger))
-                        changes.append("pool \(settings.name) replaced")
-                    } catch {
-                        changes.append("pool \(settings.name) removed: \(error.message)")
-                    }
-                }
-            } else {
+        for change in diff.pools {
+            switch change {
+            case .add(let settings):
+                changes.append(start(settings).map { "pool \(settings.name) not added: \($0.message)" } ?? ConfigDiff.describe(change))
+            case .update(let settings, _):
                 do {
-                    pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, orphans: orphans, files: files, logger: logger))
-                    changes.append("pool \(settings.name) added")
+                    try pools.named(settings.name)?.apply(settings)
+                    changes.append(ConfigDiff.describe(change))
                 } catch {
-                    changes.append("pool \(settings.name) not added: \(error.message)")
+                    changes.append("pool \(settings.name) not updated: \(error.message)")
                 }
+            case .replace(let settings):
+                pools.retire(settings.name)
+                changes.append(start(settings).map { "pool \(settings.name) removed: \($0.message)" } ?? ConfigDiff.describe(change))
+            case .remove(let name):
+                pools.retire(name)
+                changes.append(ConfigDiff.describe(change))
             }
         }
-        for settings in old.pools where new.pool(named: settings.name) == nil {
-            pools.retire(settings.name)
-            changes.append("pool \(settings.name) removed (draining)")
-        }
-        if old.jobs != new.jobs { changes.append("named jobs updated (\(new.jobs.count))") }
-        if old.daemon.controlSocket != new.daemon.controlSocket {
-            changes.append("control_socket change takes effect after a restart")
-        }
-        var applied = new
-        applied.daemon.controlSocket = old.daemon.controlSocket
-        if old.access != new.access { changes.append("[access] updated") }
-        let authorizer = Authorizer(config: applied)
+        changes += diff.otherChanges
+        let authorizer = Authorizer(config: diff.applied)
         if !authorizer.unknown.isEmpty {
             logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: ["entries": "\(authorizer.unknown.joined(separator: ", "))"])
         }
         mutable.withLock {
-            $0.config = applied
+            $0.config = diff.applied
             $0.authorizer = authorizer
         }
         return changes
     }
 
+    /// Starts a pool; nil, or why it could not start.
+    private func start(_ settings: PoolSettings) -> PoolError? {
+        do {
+            pools.add(try ManagedPool(settings: settings, loops: loops, metrics: metrics, reaper: workerReaper, orphans: orphans, files: files, logger: logger))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
     // MARK: Stopping
 
     /// Starts stopping (SIGTERM, SIGINT, `drain --stop`): refuse new jobs, fail those waiting
-    /// for a resource with `shutting_down`, close idle resources. Running jobs get the grace.
-    /// Idempotent; returns false if stopping had already begun.
-    @discardableResult
-    func beginStop() -> Bool {
-        let first = mutable.withLock { state -> Bool in
-            guard state.state != .stopping else { return false }
-            state.state = .stopping
-            state.stopStarted = .now
-            return true
-        }
-        guard first else { return false }
-        Systemd.notify("STOPPING=1", "STATUS=\(statusLine())")
-        logger.notice("stopping", metadata: ["event": "stopping", "jobs": "\(jobs.count)"])
-        for pool in (pools.retired + pools.all).reversed() { pool.pool.beginClose() }
-        shutdown.requestStop()
-        return true
-    }
-
-    /// SIGTERM/SIGINT: the first starts stopping, a second skips the rest of the grace.
-    func stopSignal() {
-        if !beginStop() {
+    /// for a resource with `shutting_down`, close idle resources. Running jobs get the grace;
+    /// a second stop signal skips the rest of it.
+    func requestStop(by cause: DaemonLifecycle.StopCause) {
+        switch lifecycle.handle({ $0.stopRequested(by: cause) }) {
+        case .beginStopping:
+            mutable.withLock { $0.stopStarted = .now }
+            Systemd.notify("STOPPING=1", "STATUS=\(statusLine())")
+            logger.notice("stopping", metadata: ["event": "stopping", "jobs": "\(jobs.count)"])
+            for pool in (pools.retired + pools.all).reversed() { pool.pool.beginClose() }
+        case .skipGrace:
             logger.notice("second stop signal: skipping the rest of shutdown_grace")
-            shutdown.skipGrace()
+        default:
+            break
         }
     }
 

@@ -1,3 +1,4 @@
+import PoolCore
 import ServiceLifecycle
 
 /// Runs every pool's background work; on shutdown, waits until the pools have closed.
@@ -8,7 +9,7 @@ struct PoolSupervisor: Service {
         await withGracefulShutdownHandler {
             await daemon.pools.supervise()
         } onGracefulShutdown: {
-            daemon.beginStop()
+            daemon.requestStop(by: .request)
             daemon.pools.finish()
         }
     }

@@ -4,14 +4,6 @@ import PoolCore
 import SQLiteSandbox
 import Synchronization
 
-/// The rows one statement produced, in the protocol's terms.
-public struct StatementResult: Sendable, Hashable {
-    public var columns: [String]
-    public var rows: [[SQLValue]]
-    /// Rows changed by an INSERT/UPDATE/DELETE; nil for anything else.
-    public var affected: Int64?
-}
-
 /// One SQLite connection over the C API, and the thread its blocking calls run on.
 ///
 /// Calls block, so they run on `thread`, never on the cooperative pool or the event loop; one

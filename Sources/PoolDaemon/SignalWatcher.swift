@@ -1,4 +1,5 @@
 import Logging
+import PoolCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -14,7 +15,7 @@ struct SignalWatcher: Service {
                 _ = await daemon.reload()
             default:
                 daemon.logger.notice("signal received", metadata: ["signal": "\(signal)"])
-                daemon.stopSignal()
+                daemon.requestStop(by: .signal)
             }
         }
     }

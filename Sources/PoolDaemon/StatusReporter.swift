@@ -19,7 +19,7 @@ struct StatusReporter: Service {
             let line = daemon.statusLine()
             var message: [String] = []
             if line != last { message.append("STATUS=\(line)") }
-            if daemon.state == .stopping {
+            if daemon.state == .stopping || daemon.state == .stopped {
                 let grace = daemon.config.daemon.shutdownGrace
                 message.append("EXTEND_TIMEOUT_USEC=\((grace + .seconds(5)).microseconds)")
             }

@@ -1,22 +1,40 @@
+import PoolCore
 import Synchronization
 
-/// The steps of stopping, shared by the signal watcher, the control server and
-/// `drain --stop`: a stop request (first SIGTERM), skipping the grace (second SIGTERM), and
-/// the moment every job has been answered.
-final class ShutdownControl: Sendable {
-    private let stopRequested = Latch()
+/// The daemon's lifecycle (`DaemonLifecycle`, pure) and the moments others wait for: stopping
+/// has begun, the grace was skipped, every job has been answered. Shared by the signal watcher,
+/// the control server and `drain --stop`.
+final class Lifecycle: Sendable {
+    private let machine = Mutex(DaemonLifecycle())
+    private let stopBegan = Latch()
+    private let graceSkipped = Latch()
     private let stopped = Latch()
-    private let graceSkipped = Atomic<Bool>(false)
 
-    var isStopRequested: Bool { stopRequested.isOpen }
-    var isGraceSkipped: Bool { graceSkipped.load(ordering: .acquiring) }
+    var state: DaemonLifecycle.State { machine.withLock { $0.state } }
+    var acceptsJobs: Bool { machine.withLock { $0.acceptsJobs } }
+    var isGraceSkipped: Bool { graceSkipped.isOpen }
 
-    func requestStop() { stopRequested.open() }
-    func skipGrace() { graceSkipped.store(true, ordering: .releasing) }
+    /// Feeds the machine one event; opens the latches its action calls for, and returns the
+    /// action for the caller to carry out the rest (systemd, logging).
+    func handle(_ event: (inout DaemonLifecycle) -> DaemonLifecycle.Action) -> DaemonLifecycle.Action {
+        let action = machine.withLock { event(&$0) }
+        switch action {
+        case .beginStopping: stopBegan.open()
+        case .skipGrace: graceSkipped.open()
+        case .none, .notifyReady, .notifyReloading, .reloadQuietly, .refuseReload: break
+        }
+        return action
+    }
+
     /// Every job has been answered; `drain --stop` may now reply.
-    func markStopped() { stopped.open() }
+    func everyJobAnswered() {
+        machine.withLock { $0.everyJobAnswered() }
+        stopped.open()
+    }
 
-    func waitForStopRequest() async { await stopRequested.wait() }
+    func waitForStopRequest() async { await stopBegan.wait() }
+    /// Returns when a second stop signal skips the grace, or early if the task is cancelled.
+    func waitForGraceSkipped() async { await graceSkipped.waitUnlessCancelled() }
     func waitUntilStopped() async { await stopped.wait() }
 }
 
