@@ -59,8 +59,8 @@ public enum Reply {
     }
 
     /// `{"id":null,"ok":false,"error":{"code":"too_large",…}}\n`: the answer to a line
-    /// over `LineFramer.maxLineBytes`, after which the connection is closed.
-    public static func tooLarge(maxLineBytes: Int = LineFramer.maxLineBytes) -> [UInt8] {
+    /// over `Framing.maxLineBytes`, after which the connection is closed.
+    public static func tooLarge(maxLineBytes: Int = Framing.maxLineBytes) -> [UInt8] {
         error(
             id: nil, code: .tooLarge,
             message: "request line exceeds \(maxLineBytes) bytes; the connection will be closed")

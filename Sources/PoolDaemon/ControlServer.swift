@@ -60,7 +60,7 @@ final class ControlServer: Service {
     /// crashes poold when the listener closes between accepting a connection and handing it
     /// over (apple/swift-nio#2813); a plain channel can be dropped safely.
     func bind() async throws -> NIOAsyncChannel<any Channel, Never> {
-        let maxLine = LineFramer.maxLineBytes
+        let maxLine = Framing.maxLineBytes
         let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: maxLine)))
@@ -363,7 +363,7 @@ final class ControlServer: Service {
         await slots.acquire()
         switch frame {
         case .tooLarge:
-            replies.send(Reply.tooLarge(maxLineBytes: LineFramer.maxLineBytes), then: slots.release)
+            replies.send(Reply.tooLarge(maxLineBytes: Framing.maxLineBytes), then: slots.release)
             await slots.waitUntilIdle()
             return false
         case .line(let line):

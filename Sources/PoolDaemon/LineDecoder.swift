@@ -7,7 +7,7 @@ enum Frame: Sendable {
     case tooLarge
 }
 
-/// Splits the byte stream into request lines (DESIGN §4 framing): a trailing "\r" is
+/// Splits the byte stream into request lines by the rules of `Framing`: a trailing "\r" is
 /// stripped, blank lines are skipped, a last line without "\n" is still a line, and a line
 /// over the limit is reported once, after which the connection is only drained.
 struct LineDecoder: ByteToMessageDecoder {
