@@ -29,9 +29,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Pure rules: pool state machine, limits, durations, error codes. No I/O, no clock reads.
@@ -85,28 +85,111 @@ let package = Package(
             dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        // The daemon: backends, job runner, control server, services.
+        // What the daemon's modules share: executors (a thread, an event loop), the one stop
+        // signal a job can be stopped by, the batch runner both SQL backends use, log budgets.
         .target(
-            name: "PoolDaemon",
+            name: "DaemonRuntime",
             dependencies: [
-                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "CSQLite", "CSpawn", "SystemdKit", "SQLiteSandbox",
+                "PoolCore", "PoolKit", "ControlProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        // SQLite pools: a connection per thread, the sandbox for ad-hoc SQL.
+        .target(
+            name: "SQLitePools",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "DaemonRuntime", "CSQLite", "SQLiteSandbox",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // PostgreSQL pools: connections, credentials, TLS, the statement cache.
+        .target(
+            name: "PostgresPools",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // Exec pools: long-running worker processes, their pipes, their reaping.
+        .target(
+            name: "ExecPools",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime", "CSpawn",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strict
+        ),
+        // Jobs: the configured pools, the router (one request in, one reply out), the runner,
+        // the registry of running jobs, access control, metrics, the daemon's lifecycle.
+        .target(
+            name: "Jobs",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime",
+                "SQLitePools", "PostgresPools", "ExecPools", "SystemdKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
+        // The control socket: the listener, one connection per client, framing, reply bytes,
+        // and closing every connection without losing a request when poold stops.
+        .target(
+            name: "ControlSocket",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime", "Jobs", "SystemdKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The services around the jobs: signals, systemd status and watchdog, pool supervision,
+        // job deadlines.
+        .target(
+            name: "DaemonServices",
+            dependencies: [
+                "PoolCore", "PoolConfig", "Jobs", "SystemdKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // The composition root: builds the pools and services, runs them, reloads, stops.
+        .target(
+            name: "PoolDaemon",
+            dependencies: [
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "SystemdKit", "CSpawn",
+                "DaemonRuntime", "Jobs", "ExecPools", "ControlSocket", "DaemonServices",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "poold",
             dependencies: [
-                "PoolDaemon", "PoolConfig", "SystemdKit",
+                "PoolDaemon", "PoolConfig", "PoolCore", "SystemdKit", "ExecPools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -154,6 +237,7 @@ let package = Package(
             name: "PoolDaemonTests",
             dependencies: [
                 "PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
+                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

@@ -5,6 +5,7 @@ import ArgumentParser
 import Logging
 import PoolConfig
 import PoolCore
+import ExecPools
 import PoolDaemon
 import SystemdKit
 
@@ -57,15 +58,12 @@ struct Poold: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "poold")
-        let daemon: Daemon
         do {
-            daemon = try Daemon(config: loaded, logger: logger)
-        } catch {
+            try await Daemon(config: loaded, logger: logger).run()
+        } catch let error as PoolError {
+            // A pool that cannot be built at start (no thread for an exec pool's spawner).
             printError("poold: \(error.message)")
             throw ExitCode(1)
-        }
-        do {
-            try await daemon.run()
         } catch {
             printError("poold: \(error)")
             throw ExitCode(1)

@@ -5,7 +5,7 @@ import ControlProtocol
 import PoolConfig
 import Testing
 
-@testable import PoolDaemon
+@testable import Jobs
 
 /// How peers map to roles (DESIGN §2 and §6); the integration tests run real users.
 struct AccessRuleTests {

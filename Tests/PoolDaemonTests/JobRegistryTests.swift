@@ -1,7 +1,8 @@
 import ControlProtocol
 import Testing
 
-@testable import PoolDaemon
+@testable import DaemonRuntime
+@testable import Jobs
 
 struct JobRegistryTests {
     @Test func expireFiresOnlyJobsPastTheirDeadlineAndOnlyOnce() {

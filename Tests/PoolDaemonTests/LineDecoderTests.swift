@@ -3,7 +3,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import PoolDaemon
+@testable import ControlSocket
 
 /// The framing rules of protocol v1 (`Framing`), as the daemon's one framer applies them.
 @Suite("Line framing")

@@ -1,4 +1,4 @@
-@testable import PoolDaemon
+@testable import DaemonRuntime
 import Testing
 
 /// The log budget for lines a peer can cause at will: a burst, then a steady rate, and the

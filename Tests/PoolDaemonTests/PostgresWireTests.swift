@@ -4,7 +4,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import PoolDaemon
+@testable import PostgresPools
 
 /// The sniffer in front of PostgresNIO must follow the message framing whatever the reads'
 /// boundaries, pass every byte on untouched, and note the key, status and columns.
