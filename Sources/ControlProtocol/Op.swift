@@ -1,4 +1,4 @@
-/// The operations of protocol v1 (DESIGN §4). The raw value is the wire name.
+/// The operations of protocol v1 (docs/PROTOCOL.md, "Ops"). The raw value is the wire name.
 public enum Op: String, Sendable, CaseIterable {
     case ping, status, pools, jobs, stats, metrics, run, cancel, pause, resume, resize, reload, drain
 }

@@ -8,7 +8,7 @@ public struct RequestError: Error, Sendable, Hashable, CustomStringConvertible {
     public var code: ErrorCode
     public var message: String
     /// The op, when it was read before the error was found: authorization comes before every
-    /// other check (DESIGN §4), so a peer whose role may not use the op is told that, not
+    /// other check (docs/PROTOCOL.md, "Order of checks"), so a peer whose role may not use the op is told that, not
     /// what else is wrong with its request.
     public var op: Op?
 

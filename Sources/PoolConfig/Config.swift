@@ -7,7 +7,7 @@ public struct Config: Sendable, Equatable {
     /// The file it came from, as given to the loader.
     public var path: String
     public var daemon: DaemonSettings
-    /// nil when the file has no `[access]` table (DESIGN §2 gives the default roles).
+    /// nil when the file has no `[access]` table (docs/CONFIG.md, "[access]", gives the default roles).
     public var access: AccessSettings?
     /// In file order.
     public var pools: [PoolSettings]

@@ -1,4 +1,4 @@
-/// The stable error codes of control protocol v1 (DESIGN §4). Clients switch on these
+/// The stable error codes of control protocol v1 (docs/PROTOCOL.md, "Error codes"). Clients switch on these
 /// strings, so a case's raw value never changes once released.
 public enum ErrorCode: String, Sendable, Hashable, CaseIterable, Codable {
     case badRequest = "bad_request"

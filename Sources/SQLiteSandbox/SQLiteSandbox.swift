@@ -1,6 +1,6 @@
 import CSQLite
 
-/// What ad-hoc SQL may do on a pooled SQLite connection (DESIGN §6: ad-hoc SQL is untrusted
+/// What ad-hoc SQL may do on a pooled SQLite connection (docs/PROTOCOL.md, "run"; ad-hoc SQL is untrusted
 /// input). Installed on every connection as its authorizer; it judges every statement as
 /// SQLite compiles it, and a denial fails the statement with `SQLITE_AUTH` ("not authorized").
 ///

@@ -22,7 +22,7 @@ struct Poolctl: ParsableCommand {
 
     @OptionGroup var connection: Connection
 
-    /// As ArgumentParser's, except that a usage error exits 2 (DESIGN §1), not 64.
+    /// As ArgumentParser's, except that a usage error exits 2 (docs/PROTOCOL.md, "Error codes"), not 64.
     static func main() {
         do {
             var command = try parseAsRoot()

@@ -4,7 +4,7 @@ import Foundation
 import Synchronization
 import Testing
 
-/// Limits under abuse (DESIGN §6): a real poold faced with many idle connections, slow
+/// Limits under abuse (docs/PROTOCOL.md, "Back-pressure and connection limits"): a real poold faced with many idle connections, slow
 /// clients, clients that never read, oversized lines, long pipelines and bursts past its
 /// queue bound. Throughout, a fresh client's `ping` keeps being answered, memory (VmRSS from
 /// /proc) stays within the bound the README states, and every refused request gets its code.

@@ -267,7 +267,7 @@ extension AccessTests {
 }
 
 extension AccessTests {
-    /// Authorization comes before every other check (DESIGN §4): a line that names an op the
+    /// Authorization comes before every other check (docs/PROTOCOL.md, "Order of checks"): a line that names an op the
     /// peer may not use is `unauthorized`, whatever else is wrong with it; a peer that may use
     /// the op is told what is wrong.
     @Test func authorizationComesBeforeEveryOtherCheck() throws {
@@ -293,7 +293,7 @@ extension AccessTests {
     }
 
     /// An exec pool's input is its job: submitters may send it without allow_adhoc, which is
-    /// about ad-hoc SQL (DESIGN §2, amended 2026-12-07); observers still may not.
+    /// about ad-hoc SQL (docs/CONFIG.md, "[pool]": allow_adhoc); observers still may not.
     @Test func anExecPoolsInputNeedsNoAllowAdhoc() throws {
         try Self.ensureUsers()
         let daemon = try DaemonProcess(

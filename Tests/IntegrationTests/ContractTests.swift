@@ -3,7 +3,7 @@ import ControlProtocol
 import Foundation
 import Testing
 
-/// Smaller promises of DESIGN that only show when pushed: a burst of connects, a config that
+/// Smaller promises of docs/PROTOCOL.md and docs/CONFIG.md that only show when pushed: a burst of connects, a config that
 /// sets only the maximum job timeout.
 @Suite(.timeLimit(.minutes(2)))
 struct ContractTests {

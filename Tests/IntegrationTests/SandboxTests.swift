@@ -3,7 +3,7 @@ import ControlProtocol
 import Foundation
 import Testing
 
-/// Ad-hoc SQL is untrusted input (DESIGN §6, issue 14): what a submitter who is not root may
+/// Ad-hoc SQL is untrusted input (docs/PROTOCOL.md, "run"; issue 14): what a submitter who is not root may
 /// send on a pool with `allow_adhoc = true`, and what it must not achieve — crash poold, reach
 /// another file, leave state behind for other clients' jobs, or take memory without bound.
 @Suite(.serialized, .timeLimit(.minutes(2)))

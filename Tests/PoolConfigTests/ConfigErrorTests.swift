@@ -1,7 +1,7 @@
 import PoolConfig
 import Testing
 
-/// Every rule of DESIGN §2, each with the exact `file:line: context: message` it produces.
+/// Every rule of docs/CONFIG.md, each with the exact `file:line: context: message` it produces.
 @Suite struct ConfigErrorTests {
     // MARK: - Structure
 

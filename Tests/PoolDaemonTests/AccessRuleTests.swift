@@ -7,7 +7,7 @@ import Testing
 
 @testable import Jobs
 
-/// How peers map to roles (DESIGN §2 and §6); the integration tests run real users.
+/// How peers map to roles (docs/CONFIG.md, "[access]"); the integration tests run real users.
 struct AccessRuleTests {
     let stranger = Peer(uid: 54_321, gid: 54_321, pid: 1)
 
