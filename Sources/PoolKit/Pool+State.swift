@@ -1,4 +1,3 @@
-import DequeModule
 public import PoolCore
 
 extension Pool {
@@ -14,8 +13,11 @@ extension Pool {
         /// Outcomes that arrived before their waiter parked (a race between enqueueing and
         /// parking); the waiter takes it when it parks.
         @usableFromInline var early: [WaiterID: Result<Lease, any Error>] = [:]
-        @usableFromInline var work = Deque<Work>()
-        @usableFromInline var runWaiter: CheckedContinuation<Void, Never>?
+        /// Work for `run()`, in the order the machine asked for it. `run()` takes all of it at
+        /// once, so a plain array is the whole queue.
+        @usableFromInline var work: [Work] = []
+        /// `run()`, parked in `nextWork()` until there is work or the pool is closed.
+        @usableFromInline var runWaiter: CheckedContinuation<[Work]?, Never>?
         @usableFromInline var drainWaiters: [CheckedContinuation<Bool, Never>] = []
         @usableFromInline var closeWaiters: [CheckedContinuation<Bool, Never>] = []
 
@@ -45,10 +47,11 @@ extension Pool {
         }
 
         /// Turns the machine's effects into work for `run()` and continuations to resume once
-        /// the lock is released.
+        /// the lock is released. Most leases and releases decide nothing more, and skip it all.
         @inlinable
         mutating func apply(_ effects: PoolEffects) -> Resumptions {
             var out = Resumptions()
+            guard !effects.isEmpty else { return out }
             for id in effects.close {
                 let resource = resources[id.slot]
                 resources[id.slot] = nil
@@ -88,11 +91,35 @@ extension Pool {
                 out.finished += closeWaiters.map { ($0, true) }
                 closeWaiters.removeAll()
             }
-            if !work.isEmpty || machine.mode == .closed, let runWaiter {
-                out.wakeRun = runWaiter
-                self.runWaiter = nil
-            }
+            wakeRun(into: &out)
             return out
+        }
+
+        /// Parks a waiter's continuation, or settles it at once if its outcome came first.
+        @inlinable
+        mutating func park(_ waiter: WaiterID, _ continuation: CheckedContinuation<Lease, any Error>) -> Resumptions {
+            var out = Resumptions()
+            parked[waiter] = continuation
+            if let outcome = early.removeValue(forKey: waiter) { settle(waiter, outcome, into: &out) }
+            return out
+        }
+
+        /// Parks `run()` until `apply` has work for it, or hands it the work queued already.
+        mutating func parkRun(_ continuation: CheckedContinuation<[Work]?, Never>) -> Resumptions {
+            var out = Resumptions()
+            runWaiter = continuation
+            wakeRun(into: &out)
+            return out
+        }
+
+        /// A parked `run()` gets all queued work, or nil once the pool is closed and none is
+        /// left, which is what ends it.
+        @inlinable
+        mutating func wakeRun(into out: inout Resumptions) {
+            guard let runWaiter, !work.isEmpty || machine.mode == .closed else { return }
+            out.wakeRun = (runWaiter, work.isEmpty ? nil : work)
+            self.runWaiter = nil
+            work = []
         }
 
         @inlinable
@@ -111,14 +138,14 @@ extension Pool {
     struct Resumptions {
         @usableFromInline var leases: [(CheckedContinuation<Lease, any Error>, Result<Lease, any Error>)] = []
         @usableFromInline var finished: [(CheckedContinuation<Bool, Never>, Bool)] = []
-        @usableFromInline var wakeRun: CheckedContinuation<Void, Never>?
+        @usableFromInline var wakeRun: (CheckedContinuation<[Work]?, Never>, [Work]?)?
         @usableFromInline var events: [PoolEvent] = []
 
         @inlinable init() {}
 
         @inlinable
         func perform(_ onEvent: @Sendable (PoolEvent) -> Void) {
-            wakeRun?.resume()
+            if case let (continuation, work)? = wakeRun { continuation.resume(returning: work) }
             for (continuation, outcome) in leases { continuation.resume(with: outcome) }
             for (continuation, value) in finished { continuation.resume(returning: value) }
             for event in events { onEvent(event) }

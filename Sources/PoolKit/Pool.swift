@@ -1,4 +1,3 @@
-import DequeModule
 public import PoolCore
 import Synchronization
 
@@ -16,10 +15,11 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     public typealias ResourceID = PoolStateMachine.ResourceID
     public typealias WaiterID = PoolStateMachine.WaiterID
 
-    /// A resource on loan to one job.
-    public struct Lease: Sendable {
+    /// A resource on loan to one job, between `acquire` and `release`.
+    @usableFromInline
+    struct Lease: Sendable {
         @usableFromInline let id: ResourceID
-        public let resource: Resource
+        @usableFromInline let resource: Resource
 
         @inlinable init(id: ResourceID, resource: Resource) {
             self.id = id
@@ -85,53 +85,43 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
 
     // MARK: Leases
 
-    /// Takes a resource, waiting in FIFO order if none is free. Daemon code uses
-    /// `withResource`; a bare acquire must be paired with exactly one `release`.
+    /// Takes a resource, waiting in FIFO order if none is free. Internal: jobs reach resources
+    /// only through `withResource`, which pairs it with exactly one `release`.
     @inlinable
-    public func acquire(isolation: isolated (any Actor)? = #isolation, stoppedBy stop: (any StopSource)? = nil) async throws -> Lease {
+    func acquire(isolation: isolated (any Actor)? = #isolation, stoppedBy stop: (any StopSource)? = nil) async throws -> Lease {
         if Task.isCancelled { throw CancellationError() }
         let now = now()
-        let (fast, waiter) = state.withLock { state -> (FastLease, WaiterID) in
+        let fast = modifyStateAndRunActions { state -> (FastLease, Resumptions) in
             let waiter = state.nextWaiter()
             switch state.machine.leaseRequested(waiter, at: now) {
             case .granted(let id, let effects):
                 let lease = state.lease(id)
-                if effects.isEmpty { return (.granted(lease, nil), waiter) }
-                return (.granted(lease, state.apply(effects)), waiter)
+                return (.granted(lease), state.apply(effects))
             case .refused(let error):
-                return (.refused(error), waiter)
+                return (.refused(error), Resumptions())
             case .queued(let effects):
-                return (.queued(state.apply(effects)), waiter)
+                return (.queued(waiter), state.apply(effects))
             }
         }
         switch fast {
-        case .granted(let lease, let resumptions):
-            resumptions?.perform(onEvent)
-            return lease
-        case .refused(let error):
-            throw error
-        case .queued(let resumptions):
-            resumptions.perform(onEvent)
-            return try await wait(for: waiter, stoppedBy: stop)
+        case .granted(let lease): return lease
+        case .refused(let error): throw error
+        case .queued(let waiter): return try await wait(for: waiter, stoppedBy: stop)
         }
     }
 
     /// Gives a resource back. `broken`: close it and open a replacement.
     @inlinable
-    public func release(_ lease: Lease, broken: Bool = false) {
+    func release(_ lease: Lease, broken: Bool = false) {
         let now = now()
-        let resumptions = state.withLock { state -> Resumptions? in
-            let effects = state.machine.released(lease.id, broken: broken, at: now)
-            return effects.isEmpty ? nil : state.apply(effects)
-        }
-        resumptions?.perform(onEvent)
+        modifyStateAndRunActions { $0.apply($0.machine.released(lease.id, broken: broken, at: now)) }
     }
 
     @usableFromInline
-    enum FastLease {
-        case granted(Lease, Resumptions?)
+    enum FastLease: Sendable {
+        case granted(Lease)
         case refused(PoolError)
-        case queued(Resumptions)
+        case queued(WaiterID)
     }
 
     /// The slow path: park until the machine grants or fails this waiter. Cancellation
@@ -142,12 +132,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
         defer { stop?.onStop(nil) }
         let lease = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Lease, any Error>) in
-                let early = state.withLock { state -> Result<Lease, any Error>? in
-                    if let early = state.early.removeValue(forKey: waiter) { return early }
-                    state.parked[waiter] = continuation
-                    return nil
-                }
-                if let early { continuation.resume(with: early) }
+                modifyStateAndRunActions { $0.park(waiter, continuation) }
             }
         } onCancel: {
             cancelWaiter(waiter)
@@ -161,17 +146,34 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
 
     @inlinable
     func cancelWaiter(_ waiter: WaiterID) {
-        let (continuation, resumptions) = state.withLock { state -> (CheckedContinuation<Lease, any Error>?, Resumptions?) in
-            guard let effects = state.machine.waiterCancelled(waiter) else { return (nil, nil) }
-            let resumptions = state.apply(effects)
-            guard let continuation = state.parked.removeValue(forKey: waiter) else {
-                state.early[waiter] = .failure(CancellationError())
-                return (nil, resumptions)
-            }
-            return (continuation, resumptions)
+        modifyStateAndRunActions { state in
+            guard let effects = state.machine.waiterCancelled(waiter) else { return Resumptions() }
+            var resumptions = state.apply(effects)
+            state.settle(waiter, .failure(CancellationError()), into: &resumptions)
+            return resumptions
         }
-        continuation?.resume(throwing: CancellationError())
-        resumptions?.perform(onEvent)
+    }
+
+    // MARK: Changing state
+
+    /// The one way the pool changes state. `body` runs under the lock: it feeds the machine an
+    /// event and `apply`s the decision. The continuations and events that decision produces are
+    /// resumed and reported only after the lock is released, so no job, `drain()`, `close()` or
+    /// `run()` wakes while it is held. A decision the machine refuses (`resize`, `update`) is
+    /// thrown out of `body` before anything is applied.
+    @inlinable
+    func modifyStateAndRunActions<Value: Sendable, Failure: Error>(
+        _ body: (inout State) throws(Failure) -> (Value, Resumptions)
+    ) throws(Failure) -> Value {
+        let (value, resumptions) = try state.withLock { state throws(Failure) in try body(&state) }
+        resumptions.perform(onEvent)
+        return value
+    }
+
+    /// `modifyStateAndRunActions` for the decisions that answer nothing but the resumptions.
+    @inlinable
+    func modifyStateAndRunActions<Failure: Error>(_ body: (inout State) throws(Failure) -> Resumptions) throws(Failure) {
+        try modifyStateAndRunActions { state throws(Failure) in ((), try body(&state)) }
     }
 
     // MARK: Operations
@@ -192,44 +194,40 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// Undoes `pause` and `drain`. A `drain()` still waiting returns false.
     public func resume() {
         let now = now()
-        let resumptions = state.withLock { state in
+        modifyStateAndRunActions { state in
             var resumptions = state.apply(state.machine.resume(at: now))
             resumptions.finished += state.drainWaiters.map { ($0, false) }
             state.drainWaiters.removeAll()
             return resumptions
         }
-        resumptions.perform(onEvent)
     }
 
     /// Changes `min`/`max` live: shrinking closes idle resources first, leased ones on release.
     public func resize(min: Int, max: Int) throws(PoolError) {
         let now = now()
-        let result = state.withLock { state -> Result<Resumptions, PoolError> in
-            state.machine.resize(min: min, max: max, at: now).map { state.apply($0) }
+        try modifyStateAndRunActions { state throws(PoolError) in
+            state.apply(try state.machine.resize(min: min, max: max, at: now).get())
         }
-        try result.get().perform(onEvent)
     }
 
     /// Applies reloaded limits without disturbing leased resources.
     public func update(_ limits: PoolLimits) throws(PoolError) {
         let now = now()
-        let result = state.withLock { state -> Result<Resumptions, PoolError> in
-            state.machine.updateLimits(limits, at: now).map { state.apply($0) }
+        try modifyStateAndRunActions { state throws(PoolError) in
+            state.apply(try state.machine.updateLimits(limits, at: now).get())
         }
-        try result.get().perform(onEvent)
     }
 
     /// Refuses new leases with `shutting_down`, serves those queued, waits for leased ones to
     /// return, closes everything. Returns true when drained, false if `resume()` came first.
     @discardableResult
     public func drain() async -> Bool {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let now = now()
-            let resumptions = state.withLock { state in
+        let now = now()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            modifyStateAndRunActions { state in
                 state.drainWaiters.append(continuation)
                 return state.apply(state.machine.drain(at: now))
             }
-            resumptions.perform(onEvent)
         }
     }
 
@@ -237,14 +235,14 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// they come back; returns when nothing is open. Final.
     public func close() async {
         _ = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let resumptions = startClose(adding: continuation)
-            resumptions.perform(onEvent)
+            startClose(adding: continuation)
         }
     }
 
-    func startClose(adding continuation: CheckedContinuation<Bool, Never>?) -> Resumptions {
+    /// `continuation`, if any, is resumed once nothing is open.
+    func startClose(adding continuation: CheckedContinuation<Bool, Never>?) {
         let now = now()
-        return state.withLock { state in
+        modifyStateAndRunActions { state in
             if let continuation { state.closeWaiters.append(continuation) }
             return state.apply(state.machine.close(at: now))
         }
@@ -265,7 +263,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// resources at once, leased ones when their jobs give them back) and then returns.
     public func run() async {
         let now = now()
-        state.withLock { $0.apply($0.machine.start(at: now)) }.perform(onEvent)
+        modifyStateAndRunActions { $0.apply($0.machine.start(at: now)) }
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 while let batch = await nextWork() {
@@ -285,37 +283,18 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
                 group.cancelAll()  // only timers can be left: nothing is open any more
             }
         } onCancel: {
-            startClose(adding: nil).perform(onEvent)
+            startClose(adding: nil)
         }
     }
 
     /// The next batch of work, or nil once the pool is closed and no work is left.
-    /// Deliberately not cancellation-aware: a cancelled pool still has resources to close.
-    enum NextWork { case batch([Work]), finished, wait }
-
+    ///
+    /// Deliberately not cancellation-aware: a cancelled pool still has resources to close. That
+    /// is why this is a parked continuation and not an `AsyncStream`, whose iterator ends as
+    /// soon as the task consuming it is cancelled and would drop the closes still to come.
     func nextWork() async -> [Work]? {
-        while true {
-            let next = state.withLock { state -> NextWork in
-                if !state.work.isEmpty {
-                    let batch = Array(state.work)
-                    state.work.removeAll(keepingCapacity: true)
-                    return .batch(batch)
-                }
-                return state.machine.mode == .closed ? .finished : .wait
-            }
-            switch next {
-            case .batch(let batch): return batch
-            case .finished: return nil
-            case .wait:
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let ready = state.withLock { state -> Bool in
-                        if !state.work.isEmpty || state.machine.mode == .closed { return true }
-                        state.runWaiter = continuation
-                        return false
-                    }
-                    if ready { continuation.resume() }
-                }
-            }
+        await withCheckedContinuation { (continuation: CheckedContinuation<[Work]?, Never>) in
+            modifyStateAndRunActions { $0.parkRun(continuation) }
         }
     }
 
@@ -323,34 +302,36 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
         do {
             let resource = try await backend.open()
             let now = now()
-            state.withLock { state in
+            modifyStateAndRunActions { state in
                 state.store(resource, in: id)
                 return state.apply(state.machine.openSucceeded(id, at: now))
-            }.perform(onEvent)
+            }
         } catch {
             let failure = backend.failure(from: error)
             let now = now()
-            state.withLock { $0.apply($0.machine.openFailed(id, failure, at: now)) }.perform(onEvent)
+            modifyStateAndRunActions { $0.apply($0.machine.openFailed(id, failure, at: now)) }
         }
     }
 
     func performClose(_ id: ResourceID, _ resource: Resource) async {
         await backend.close(resource)
         let now = now()
-        state.withLock { $0.apply($0.machine.closed(id, at: now)) }.perform(onEvent)
+        modifyStateAndRunActions { $0.apply($0.machine.closed(id, at: now)) }
     }
 
     func performCheck(_ id: ResourceID, _ resource: Resource) async {
         do {
             try await backend.healthCheck(resource)
             let now = now()
-            state.withLock { $0.apply($0.machine.healthCheckSucceeded(id, at: now)) }.perform(onEvent)
+            modifyStateAndRunActions { $0.apply($0.machine.healthCheckSucceeded(id, at: now)) }
         } catch {
             let failure = backend.failure(from: error)
             let now = now()
-            var resumptions = state.withLock { $0.apply($0.machine.healthCheckFailed(id, failure, at: now)) }
-            resumptions.events.append(.healthCheckFailed(failure))
-            resumptions.perform(onEvent)
+            modifyStateAndRunActions { state in
+                var resumptions = state.apply(state.machine.healthCheckFailed(id, failure, at: now))
+                resumptions.events.append(.healthCheckFailed(failure))
+                return resumptions
+            }
         }
     }
 
@@ -361,7 +342,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
             return  // cancelled: the pool is closed and nothing waits for this timer
         }
         let now = now()
-        state.withLock { $0.apply($0.machine.timerFired(at: now)) }.perform(onEvent)
+        modifyStateAndRunActions { $0.apply($0.machine.timerFired(at: now)) }
     }
 }
 
@@ -370,12 +351,12 @@ extension Pool {
     /// `shutting_down`. `drain()` waits for the end (calling it again is harmless).
     public func beginDrain() {
         let now = now()
-        state.withLock { $0.apply($0.machine.drain(at: now)) }.perform(onEvent)
+        modifyStateAndRunActions { $0.apply($0.machine.drain(at: now)) }
     }
 
     /// Starts closing without waiting: every waiter fails with `shutting_down` now, idle
     /// resources close now, leased ones when they come back. `close()` waits for the end.
     public func beginClose() {
-        startClose(adding: nil).perform(onEvent)
+        startClose(adding: nil)
     }
 }
