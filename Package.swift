@@ -46,6 +46,7 @@ let package = Package(
             dependencies: [
                 "PoolCore",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),

@@ -27,6 +27,7 @@ package protocol PoolControl: Sendable {
     func close() async
     func beginClose()
     func run() async
+    func waitForFirstOpenAttempt() async throws
 }
 
 extension Pool: PoolControl {}

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import PoolConfig
 import PoolCore
+import PoolKit
 import Synchronization
 
 /// Builds the pools a config names, at start and on reload, with what they share: the event
@@ -99,15 +100,14 @@ package final class PoolSet: Sendable {
     /// Waits (at most `limit`) until every pool has made its first attempt to open: ready
     /// means usable, but a backend that is down must not hold readiness back — such a pool
     /// is reported degraded instead.
-    package func waitForFirstAttempts(limit: Duration = .seconds(2), clock: any Clock<Duration>) async {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            let pending = all.contains { pool in
-                let s = pool.pool.snapshot
-                return s.min > 0 && s.open - s.connecting == 0 && s.lastError == nil
+    package func waitForFirstAttempts<C: Clock>(limit: Duration = .seconds(2), clock: C) async where C.Duration == Duration {
+        let pools = all
+        try? await withTimeout(limit, clock: clock) {
+            try await withThrowingDiscardingTaskGroup { group in
+                for pool in pools {
+                    group.addTask { try await pool.pool.waitForFirstOpenAttempt() }
+                }
             }
-            if !pending { return }
-            try? await Task.sleep(for: .milliseconds(2))
         }
     }
 

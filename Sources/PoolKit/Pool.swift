@@ -33,6 +33,8 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     @usableFromInline let epoch: C.Instant
     @usableFromInline let state: Mutex<State>
     @usableFromInline let onEvent: @Sendable (PoolEvent) -> Void
+    /// Opened when the first attempt to open a resource has ended, either way.
+    let firstOpenAttempt = Latch()
 
     /// - Parameters:
     ///   - seed: seeds the backoff jitter; fixed in tests, random by default.
@@ -292,6 +294,14 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// Deliberately not cancellation-aware: a cancelled pool still has resources to close. That
     /// is why this is a parked continuation and not an `AsyncStream`, whose iterator ends as
     /// soon as the task consuming it is cancelled and would drop the closes still to come.
+    /// Returns once the pool has made its first attempt to open a resource (at once if `min`
+    /// is 0): whether it worked shows in `snapshot`. Throws `CancellationError` if the task is
+    /// cancelled first.
+    public func waitForFirstOpenAttempt() async throws {
+        if limits.minResources == 0 { return }
+        try await firstOpenAttempt.wait()
+    }
+
     func nextWork() async -> [Work]? {
         await withCheckedContinuation { (continuation: CheckedContinuation<[Work]?, Never>) in
             modifyStateAndRunActions { $0.parkRun(continuation) }
@@ -299,6 +309,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     }
 
     func performOpen(_ id: ResourceID) async {
+        defer { firstOpenAttempt.open() }
         do {
             let resource = try await backend.open()
             let now = now()
