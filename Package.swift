@@ -237,8 +237,9 @@ let package = Package(
             name: "PoolDaemonTests",
             dependencies: [
                 "PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
-                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools",
+                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools", "ExecPools",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: strict

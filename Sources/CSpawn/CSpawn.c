@@ -7,6 +7,8 @@
 #include <malloc.h>
 #include <spawn.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include "CSpawn.h"
 
 int cspawn_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -79,3 +81,22 @@ int cspawn_start(const char *path, char *const argv[], char *const envp[],
     }
     return pid;
 }
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* the same on every architecture since Linux 5.3 */
+#endif
+
+int cspawn_pidfd_open(int pid) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
+int cspawn_has_exited(int pid) {
+    siginfo_t info;
+    info.si_pid = 0;
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return errno == ECHILD ? 1 : -1;
+    return info.si_pid == pid ? 1 : 0;
+}
+
+int cspawn_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

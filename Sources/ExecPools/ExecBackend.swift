@@ -32,11 +32,14 @@ package struct ExecBackend: PoolBackend {
     let reaper: WorkerReaper?
     /// What poold spawned, so that what workers let go (and poold adopts) can be told apart.
     let orphans: Orphans?
+    /// Announces each worker's exit.
+    let watcher: ExitWatcher
 
     package init(
         settings: ExecSettings, pool: String, logger: Logger, loop: any EventLoop, spawner: ThreadExecutor, reaper: WorkerReaper?,
-        orphans: Orphans?
+        orphans: Orphans?, watcher: ExitWatcher
     ) {
+        self.watcher = watcher
         self.settings = settings
         self.pool = pool
         self.logger = logger
@@ -58,6 +61,7 @@ package struct ExecBackend: PoolBackend {
         } catch {
             throw BackendFailure(.misconfigured, "\(error)")
         }
+        process.watchExit(with: watcher, on: loop)
         reaper?.watch(process.pid)
         orphans?.spawned(process.pid)
         let stderr = WorkerStderr(pid: process.pid, pool: pool, logger: logger)
@@ -166,11 +170,11 @@ package final class ExecWorker: @unchecked Sendable {
             }
             .takingOwnershipOfDescriptors(input: process.stdout, output: process.stdin)
             .get()
+        // A worker that dies while something it started still holds its stdout open gives no
+        // end of file: its exit fails the job waiting on it (an answer already read counts).
+        process.exited?.whenSuccess { output.workerExited() }
         return ExecWorker(process: process, stderr: stderr, settings: settings, channel: channel, output: output)
     }
-
-    /// How often a job waiting on its worker checks that the worker still runs.
-    static let exitCheck: TimeAmount = .milliseconds(100)
 
     /// After a stop, a failure, or `max_jobs_per_worker` jobs, the worker is replaced.
     var mustBeReplaced: Bool {
@@ -201,16 +205,6 @@ package final class ExecWorker: @unchecked Sendable {
             output.expect(answer)
             channel.writeAndFlush(ByteBuffer(bytes: bytes)).whenFailure { _ in output.writeFailed() }
         }
-        // A worker that dies while something it started still holds its stdout open gives no
-        // end of file: while the job waits, its exit is looked for every 100 ms.
-        let watched = self.process
-        let exitCheck = channel.eventLoop.scheduleRepeatedTask(initialDelay: Self.exitCheck, delay: Self.exitCheck) { task in
-            if watched.hasExited {
-                output.workerExited()
-                task.cancel()
-            }
-        }
-        defer { exitCheck.cancel() }
         let line: [UInt8]
         do {
             line = try await answer.futureResult.get()
@@ -360,27 +354,5 @@ package final class WorkerOutput: ChannelInboundHandler, @unchecked Sendable {
     package func errorCaught(context: ChannelHandlerContext, error: any Error) {
         fail(.closed)
         context.close(promise: nil)
-    }
-}
-
-extension WorkerStderr {
-    /// Waits up to `limit` for the worker's stderr to reach its end (its last lines read).
-    func waitUntilClosed(limit: Duration, on loop: any EventLoop) async {
-        let deadline = ContinuousClock.now + limit
-        while !isClosed, ContinuousClock.now < deadline {
-            await loop.pause(.milliseconds(5))
-        }
-    }
-}
-
-extension EventLoop {
-    /// Suspends the calling task for `duration` on this loop's timer. Deliberately not cut
-    /// short by cancellation: it paces the steps of stopping a process, which must go on.
-    func pause(_ duration: Duration) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            scheduleTask(in: .nanoseconds(max(duration.nanoseconds, 0))) {}.futureResult.whenComplete { _ in
-                continuation.resume()
-            }
-        }
     }
 }

@@ -8,6 +8,8 @@ package final class ExecSupervision: Sendable {
     package let orphans = Orphans()
     /// Started with the first exec pool; nil until then, or if it failed.
     private let keeper = Mutex<(started: Bool, reaper: WorkerReaper?)>((false, nil))
+    /// Started with the first exec pool; nil until then, or if the system refused a thread.
+    private let exits = Mutex<ExitWatcher?>(nil)
     private let logger: Logger
 
     package init(logger: Logger) {
@@ -35,6 +37,15 @@ package final class ExecSupervision: Sendable {
         return reaper
     }
 
+    /// The watcher of exec workers' exits, started on first use; nil if the system refuses
+    /// it a thread (the pool cannot start then).
+    package func exitWatcher() -> ExitWatcher? {
+        exits.withLock { watcher in
+            if watcher == nil { watcher = ExitWatcher() }
+            return watcher
+        }
+    }
+
     /// Reaps the orphans that ended and has the reaper watch the others' groups.
     package func tend() {
         orphans.tend(reaper: keeper.withLock { $0.reaper })
@@ -44,6 +55,7 @@ package final class ExecSupervision: Sendable {
     package func finish() -> Int {
         let killed = orphans.killAll()
         keeper.withLock { $0.reaper }?.stop()
+        exits.withLock { $0 }?.stop()
         return killed
     }
 }

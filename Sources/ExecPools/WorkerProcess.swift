@@ -25,6 +25,8 @@ package final class WorkerProcess: Sendable {
 
     private struct State {
         var exit: ExitStatus?
+        /// Succeeds once the process has exited (`ExitWatcher`); nil when nothing watches it.
+        var exited: EventLoopFuture<Void>?
     }
 
     enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
@@ -146,19 +148,22 @@ package final class WorkerProcess: Sendable {
         kill(-pid, signal)
     }
 
+    /// Has `watcher` announce the process's exit (`exited`).
+    func watchExit(with watcher: ExitWatcher, on loop: any EventLoop) {
+        let exited = watcher.watch(pid, on: loop)
+        state.withLock { $0.exited = exited }
+    }
+
+    /// Succeeds once the process has exited; nil until `watchExit`.
+    var exited: EventLoopFuture<Void>? { state.withLock { $0.exited } }
+
     /// Waits up to `limit` for the process to exit (reaping it); its status, or nil if it is
-    /// still running. Polls `waitpid` on `loop`'s timers, which a cancelled task cannot cut
-    /// short: a stop in progress goes to its end.
+    /// still running. Waits for the exit event raced against `loop`'s timer, neither of which a
+    /// cancelled task cuts short: a stop in progress goes to its end.
     func waitForExit(limit: Duration, on loop: any EventLoop) async -> ExitStatus? {
-        let deadline = ContinuousClock.now + limit
-        var status = exitStatus()
-        var step: Duration = .milliseconds(1)
-        while status == nil, ContinuousClock.now < deadline {
-            await loop.pause(min(step, ContinuousClock.now.duration(to: deadline)))
-            step = min(step * 2, .milliseconds(20))
-            status = exitStatus()
-        }
-        return status
+        if let status = exitStatus() { return status }
+        await exited?.wait(atMost: limit, on: loop)
+        return exitStatus()
     }
 
     /// After the worker's input was closed: up to 100 ms to exit on its own, then SIGTERM to

@@ -17,6 +17,8 @@ package final class WorkerStderr: Sendable {
     private struct State {
         var tail = Deque<String>()
         var closed = false
+        /// Succeeds when stderr reaches its end; made when reading starts.
+        var end: EventLoopPromise<Void>?
         var budget = LogBudget(burst: WorkerStderr.burst, perSecond: WorkerStderr.perSecond)
     }
 
@@ -32,6 +34,7 @@ package final class WorkerStderr: Sendable {
 
     /// Reads `fd` on `loop` until the worker closes it (it exits).
     func start(fd: Int32, on loop: any EventLoop) {
+        state.withLock { $0.end = loop.makePromise(of: Void.self) }
         NIOPipeBootstrap(group: loop)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -45,6 +48,12 @@ package final class WorkerStderr: Sendable {
     /// The last lines, oldest first.
     var tail: [String] { state.withLock { Array($0.tail) } }
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Waits up to `limit` for the worker's stderr to reach its end (its last lines read).
+    func waitUntilClosed(limit: Duration, on loop: any EventLoop) async {
+        guard let end = state.withLock({ $0.closed ? nil : $0.end }) else { return }
+        await end.futureResult.wait(atMost: limit, on: loop)
+    }
 
     /// Lines read together (`ranges` of `bytes`): the last few kept as the tail, as many as
     /// the budget allows logged. Only those become strings, so a worker writing stderr flat
@@ -73,10 +82,12 @@ package final class WorkerStderr: Sendable {
     }
 
     fileprivate func markClosed() {
-        let suppressed = state.withLock { state -> Int in
+        let (suppressed, end) = state.withLock { state -> (Int, EventLoopPromise<Void>?) in
             state.closed = true
-            return state.budget.takeSuppressed()
+            defer { state.end = nil }
+            return (state.budget.takeSuppressed(), state.end)
         }
+        end?.succeed(())
         if suppressed > 0 {
             logger.warning("worker stderr: \(suppressed) lines suppressed (more than \(Int(Self.perSecond))/s)")
         }

@@ -66,7 +66,7 @@ package final class ManagedPool: Sendable {
     /// - Parameter reaper: for exec pools, the keeper of their workers' groups (see
     ///   `WorkerReaper`), started on first use.
     init(
-        settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, reaper: () -> WorkerReaper?, orphans: Orphans? = nil,
+        settings: PoolSettings, loops: any EventLoopGroup, metrics: DaemonMetrics, exec supervision: ExecSupervision,
         files: (any TaskExecutor)?, logger: Logger
     ) throws(PoolError) {
         self.name = settings.name
@@ -107,14 +107,21 @@ package final class ManagedPool: Sendable {
         case .exec(let exec):
             // Jobs talk to workers over pipes on the event loop. One thread spawns them, and
             // lives until the last one is reaped: the parent-death signal is tied to it.
+            let refused = "the system refused; raise the unit's TasksMax= (or ulimit -u)"
             guard let spawner = ThreadExecutor() else {
-                throw PoolError(.backend, "pool \"\(settings.name)\": cannot start a thread to spawn workers: the system refused; raise the unit's TasksMax= (or ulimit -u)")
+                throw PoolError(.backend, "pool \"\(settings.name)\": cannot start a thread to spawn workers: \(refused)")
+            }
+            guard let watcher = supervision.exitWatcher() else {
+                spawner.shutdown(join: false)
+                throw PoolError(.backend, "pool \"\(settings.name)\": cannot start a thread to watch workers exit: \(refused)")
             }
             let loop = loops.next()
             self.dedicated = spawner
             self.executor = EventLoopExecutor(loop: loop)
-            orphans?.adopt()
-            let backend = ExecBackend(settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner, reaper: reaper(), orphans: orphans)
+            supervision.orphans.adopt()
+            let backend = ExecBackend(
+                settings: exec, pool: settings.name, logger: logger, loop: loop, spawner: spawner, reaper: supervision.reaper(),
+                orphans: supervision.orphans, watcher: watcher)
             let pool = ExecPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .exec(pool)
             self.pool = pool

@@ -26,7 +26,7 @@ package struct PoolFactory: Sendable {
 
     package func make(_ settings: PoolSettings) throws(PoolError) -> ManagedPool {
         try ManagedPool(
-            settings: settings, loops: loops, metrics: metrics, reaper: exec.reaper, orphans: exec.orphans, files: files, logger: logger)
+            settings: settings, loops: loops, metrics: metrics, exec: exec, files: files, logger: logger)
     }
 }
 

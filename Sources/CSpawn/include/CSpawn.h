@@ -29,4 +29,15 @@ int cspawn_start(const char *path, char *const argv[], char *const envp[],
  * than to init. */
 int cspawn_become_subreaper(void);
 
+/* pidfd_open(pid, 0), close-on-exec: a descriptor that becomes readable when the process
+ * exits (Linux 5.3). -1 with errno set (ENOSYS on older kernels). */
+int cspawn_pidfd_open(int pid);
+
+/* Whether child `pid` has exited, without reaping it (waitid with WNOWAIT): 1 if it has (or
+ * is not a child any more), 0 if it runs, -1 on another error. */
+int cspawn_has_exited(int pid);
+
+/* eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): for waking a thread blocked in poll(). */
+int cspawn_eventfd(void);
+
 #endif
