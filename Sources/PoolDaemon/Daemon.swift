@@ -11,6 +11,7 @@ import Logging
 import NIOPosix
 import PoolConfig
 import PoolCore
+import PoolKit
 import ServiceLifecycle
 import SystemdKit
 
@@ -38,28 +39,41 @@ public final class Daemon: Sendable {
         // The event loop of the control server, the job timer, every PostgreSQL connection
         // and every worker's pipes; shut down once everything on it has ended.
         try await MultiThreadedEventLoopGroup.withEventLoopGroup(numberOfThreads: 1) { loops in
-            // Where config and password files are read: a thread of its own, so that a file
-            // system that is slow or stuck holds up neither the event loop nor the cooperative pool.
-            let files = ThreadExecutor()
-            defer { files?.shutdown(join: false) }
-            let exec = ExecSupervision(logger: logger)
-            let factory = PoolFactory(loops: loops, metrics: DaemonMetrics(), exec: exec, files: files, logger: logger)
-            let context = DaemonContext(config: config, factory: factory)
-            do {
+            var served: DaemonContext?
+            defer { if let served { logStopped(served, started: started) } }
+            // What the daemon holds beside the services, released newest first on every path.
+            try await withResourceStack { stack in
+                // Where config and password files are read: a thread of its own, so that a file
+                // system that is slow or stuck holds up neither the event loop nor the cooperative pool.
+                let files = ThreadExecutor()
+                stack.push("the file thread") { files?.shutdown(join: false) }
+                let exec = ExecSupervision(logger: logger)
+                stack.push("what exec workers left behind") { [logger] in
+                    let orphaned = exec.finish()
+                    if orphaned > 0 {
+                        logger.notice("killed processes exec workers had let go", metadata: ["processes": "\(orphaned)"])
+                    }
+                }
+                let factory = PoolFactory(loops: loops, metrics: DaemonMetrics(), exec: exec, files: files, logger: logger)
+                let context = DaemonContext(config: config, factory: factory)
+                stack.push("exec pools' spawning threads") {
+                    for pool in context.pools.all + context.pools.retired { pool.dedicated?.shutdown(join: true) }
+                }
                 for settings in config.pools { context.pools.add(try factory.make(settings)) }
+                served = context
                 try await serve(context, loops: loops)
-            } catch {
-                await closeAll(context, exec: exec)
-                throw error
             }
-            await closeAll(context, exec: exec)
-            let leaked = (context.pools.all + context.pools.retired).reduce(0) { $0 + $1.pool.snapshot.open }
-            let totals = context.totals
-            let elapsed = (context.stopStarted ?? started).duration(to: .now)
-            logger.notice(
-                "stopped after \(elapsed.elapsedDescription): \(totals.finished) jobs finished, \(totals.cancelled) cancelled, \(leaked) leaked",
-                metadata: ["event": "stopped"])
         }
+    }
+
+    /// The last line poold logs.
+    private func logStopped(_ context: DaemonContext, started: ContinuousClock.Instant) {
+        let leaked = (context.pools.all + context.pools.retired).reduce(0) { $0 + $1.pool.snapshot.open }
+        let totals = context.totals
+        let elapsed = (context.stopStarted ?? started).duration(to: .now)
+        logger.notice(
+            "stopped after \(elapsed.elapsedDescription): \(totals.finished) jobs finished, \(totals.cancelled) cancelled, \(leaked) leaked",
+            metadata: ["event": "stopped"])
     }
 
     /// The services, until the group has stopped. A stop request (signal, `drain --stop`)
@@ -93,16 +107,6 @@ public final class Daemon: Sendable {
                 context.requestStop(by: .request)
             }
             try await group.run()
-        }
-    }
-
-    /// Once the services have ended: ends exec pools' spawning threads, kills what workers
-    /// left behind, ends the keeper of their groups.
-    private func closeAll(_ context: DaemonContext, exec: ExecSupervision) async {
-        for pool in context.pools.all + context.pools.retired { pool.dedicated?.shutdown(join: true) }
-        let orphaned = exec.finish()
-        if orphaned > 0 {
-            logger.notice("killed processes exec workers had let go", metadata: ["processes": "\(orphaned)"])
         }
     }
 
