@@ -30,12 +30,25 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
     let grace: Duration
     let loops: MultiThreadedEventLoopGroup
     let clock: C
+    /// Where the server is in its life; `stopping` announces the move out of `serving`.
+    enum Phase: String, Sendable {
+        case starting, serving, drainingBacklog, finishingJobs, closingConnections, stopped
+    }
+
+    private let phase = Mutex(Phase.starting)
     private let answering = JobsInFlight()
     private let connections = ConnectionRegistry()
     /// Connections accepted, to tell when the backlog is empty once stopping.
     private let accepts = Activity()
     /// Opened when graceful shutdown begins (after the socket path is unlinked).
     private let stopping = Latch()
+
+    var currentPhase: Phase { phase.withLock { $0 } }
+
+    private func enter(_ next: Phase) {
+        phase.withLock { $0 = next }
+        context.logger.debug("control server", metadata: ["phase": "\(next.rawValue)"])
+    }
 
     package init(router: JobRouter, loops: MultiThreadedEventLoopGroup, clock: C) {
         let settings = router.context.config.daemon
@@ -126,6 +139,8 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
         context.logger.notice("listening", metadata: ["socket": "\(systemdOwnsSocket ? "passed by systemd" : socketPath)"])
         await context.pools.waitForFirstAttempts(clock: clock)
         context.markReady()
+        enter(.serving)
+        defer { enter(.stopped) }
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
@@ -138,12 +153,20 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
                 }
                 // Stopping: no new connections. Give running jobs their grace, then stop them,
                 // then close every connection once it has its answers.
+                enter(.finishingJobs)
                 await finishJobs()
+                enter(.closingConnections)
                 await closeConnections()
                 group.cancelAll()
             }
         } onGracefulShutdown: {
             self.context.requestStop(by: .request)
+            let first = self.phase.withLock { phase -> Bool in
+                guard phase == .starting || phase == .serving else { return false }
+                phase = .drainingBacklog
+                return true
+            }
+            guard first else { return }
             if !systemdOwnsSocket { unlink(self.socketPath) }
             self.stopping.open()
         }
