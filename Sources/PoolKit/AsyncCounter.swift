@@ -1,5 +1,5 @@
-public import DequeModule
-public import Synchronization
+import DequeModule
+import Synchronization
 
 /// A count that tasks wait on, the one waiting primitive of poold: for room under a limit
 /// (`enter`, back-pressure) or for zero (`waitForZero`: everything answered, every answer
