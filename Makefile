@@ -7,7 +7,7 @@ FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test soak deps build bench bench-daemon fuzz install clean
+.PHONY: run test lint soak deps build bench bench-daemon fuzz install clean
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -30,9 +30,18 @@ run: deps
 # One debug build, then every test against it: Swift suites (beside a throwaway PostgreSQL
 # cluster that scripts/with-postgres.sh starts and always stops), then poold under a real
 # systemd (../shared/systemd-harness.sh; needs root, as CI is).
-test: build
+test: lint build
 	scripts/with-postgres.sh $(SWIFT) test --skip-build
 	tests/systemd-it.sh
+
+# The formatter's rules (.swift-format: 4 spaces, 140 columns) on Sources and Tests, and the
+# 140-column limit on what the formatter cannot break (string literals). Fix with
+# `swift format format -i -r Sources Tests`, then split what is still too long by hand.
+lint:
+	$(SWIFT) format lint --strict --recursive Sources Tests
+	@python3 -c 'import sys, pathlib; long = [f"{p}:{n}: {len(l)} columns" for d in ("Sources", "Tests") \
+	  for p in sorted(pathlib.Path(d).rglob("*.swift")) for n, l in enumerate(p.read_text().splitlines(), 1) if len(l) > 140]; \
+	  sys.exit("\n".join(long) or None)'
 
 # Shutdown soak, not part of `make test`: CYCLES (100) times, poold with two SQLite pools (max 4
 # and a contended max 1), a PostgreSQL pool (throwaway cluster) and two exec pools (max 2 and a

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import ControlProtocol
 import PoolCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A blocking client of the control socket, for poolctl and for tests: one connection,
 /// lines out, lines in.

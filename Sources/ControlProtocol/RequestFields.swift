@@ -130,7 +130,9 @@ struct RequestFields {
         }
         if sql == nil && batch == nil {
             throw badRequest(
-                "run needs \"pool\" and \"sql\" (or \"batch\") for a SQL pool, \"pool\" and \"input\" for an exec pool, or \"job\" for a named job")
+                "run needs \"pool\" and \"sql\" (or \"batch\") for a SQL pool, \"pool\" and \"input\" for an exec pool, or \"job\" for a "
+                    + "named job"
+            )
         }
         if batch != nil && object["params"] != nil {
             throw badRequest(
@@ -215,7 +217,8 @@ struct RequestFields {
                 }
                 guard let bytes = Base64.decode(text) else {
                     throw badRequest(
-                        "\(path)[\(index)].base64 is not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with = to a multiple of 4)")
+                        "\(path)[\(index)].base64 is not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with = to a multiple of 4)"
+                    )
                 }
                 result.append(.blob(bytes))
             case .array, .object:

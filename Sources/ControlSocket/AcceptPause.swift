@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Out of file descriptors at accept (EMFILE, ENFILE), the listener stops reading for a moment
 /// rather than retrying at once: SwiftNIO keeps its accept pending, and the listening socket
@@ -36,9 +37,11 @@ package final class AcceptPause: ChannelInboundHandler, @unchecked Sendable {
         if lastLogged.map({ now - $0 > .seconds(60) }) ?? true {
             var limit = rlimit()
             getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-            logger.error("out of file descriptors: not accepting connections for a moment; raise LimitNOFILE= or lower max_connections", metadata: [
-                "limit": "\(limit.rlim_cur)", "error": "\(io.errnoCode == EMFILE ? "EMFILE" : "ENFILE")", "pauses": "\(pausesUnlogged)",
-            ])
+            logger.error(
+                "out of file descriptors: not accepting connections for a moment; raise LimitNOFILE= or lower max_connections",
+                metadata: [
+                    "limit": "\(limit.rlim_cur)", "error": "\(io.errnoCode == EMFILE ? "EMFILE" : "ENFILE")", "pauses": "\(pausesUnlogged)",
+                ])
             lastLogged = now
             pausesUnlogged = 0
         }
@@ -50,4 +53,3 @@ package final class AcceptPause: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 }
-

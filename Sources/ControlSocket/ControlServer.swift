@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import DaemonRuntime
-import Glibc
-#endif
 import ControlProtocol
 import Jobs
 import Logging
@@ -12,6 +8,11 @@ import PoolCore
 import PoolKit
 import ServiceLifecycle
 import Synchronization
+
+#if canImport(Glibc)
+    import DaemonRuntime
+    import Glibc
+#endif
 
 /// The control socket: accepts connections and serves each (`ControlConnection`).
 ///
@@ -228,9 +229,11 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
             try await firstOf({ try await unanswered.waitForZero() }, { try await lifecycle.waitForGraceSkipped() })
         }
         if unanswered.count > 0 {
-            context.logger.warning("stopping jobs that outlived the grace", metadata: [
-                "jobs": "\(context.jobs.count)", "grace_skipped": "\(lifecycle.isGraceSkipped)",
-            ])
+            context.logger.warning(
+                "stopping jobs that outlived the grace",
+                metadata: [
+                    "jobs": "\(context.jobs.count)", "grace_skipped": "\(lifecycle.isGraceSkipped)",
+                ])
             context.jobs.cancelAll(reason: .shutdown)
             // Stopped jobs answer as soon as they have unwound; should the service group's
             // backstop cancel this wait, closing the connections' group cancels them.
@@ -250,10 +253,12 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
             for connection in connections.all {
                 group.addTask {
                     if await !connection.close(linger: linger, flush: StopTimes.stopFlush, clock: clock) {
-                        self.context.logger.warning("closed a connection that did not read its answers", metadata: [
-                            "uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)",
-                            "unwritten": "\(connection.unwritten.count)", "state": "\(connection.state.rawValue)",
-                        ])
+                        self.context.logger.warning(
+                            "closed a connection that did not read its answers",
+                            metadata: [
+                                "uid": "\(connection.peer.uid)", "pid": "\(connection.peer.pid)",
+                                "unwritten": "\(connection.unwritten.count)", "state": "\(connection.state.rawValue)",
+                            ])
                     }
                 }
             }
@@ -261,7 +266,8 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
     }
 
     private func refuse(_ channel: any Channel) async {
-        let line = Reply.error(id: nil, code: .overloaded, message: "poold has \(maxConnections) connections open (max_connections); retry later")
+        let line = Reply.error(
+            id: nil, code: .overloaded, message: "poold has \(maxConnections) connections open (max_connections); retry later")
         try? await channel.writeAndFlush(ByteBuffer(bytes: line)).get()
         try? await channel.close()
     }

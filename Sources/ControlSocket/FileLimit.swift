@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import PoolCore
-import Glibc
-#endif
 import Logging
 import PoolConfig
+
+#if canImport(Glibc)
+    import PoolCore
+    import Glibc
+#endif
 
 /// The process's limit on open files.
 package enum FileLimit {
@@ -21,9 +22,11 @@ package enum FileLimit {
         let resources = config.pools.reduce(0) { $0 + $1.limits.maxResources }
         let needed = config.daemon.maxConnections + 4 * resources + 64
         if limit.rlim_cur != rlim_t.max && Int(limit.rlim_cur) < needed {
-            logger.warning("the open-file limit is below what max_connections and the pools may need; raise LimitNOFILE= or lower max_connections", metadata: [
-                "limit": "\(limit.rlim_cur)", "needed": "\(needed)",
-            ])
+            logger.warning(
+                "the open-file limit is below what max_connections and the pools may need; raise LimitNOFILE= or lower max_connections",
+                metadata: [
+                    "limit": "\(limit.rlim_cur)", "needed": "\(needed)",
+                ])
         }
     }
 }

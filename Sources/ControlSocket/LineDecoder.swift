@@ -111,7 +111,8 @@ package final class EarlyInbound: ChannelInboundHandler {
     func release() {
         passing = true
         guard let context else { return }
-        let frames = held, events = events
+        let frames = held
+        let events = events
         held = []
         self.events = []
         for frame in frames { context.fireChannelRead(wrapInboundOut(frame)) }

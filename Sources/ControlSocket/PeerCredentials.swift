@@ -1,20 +1,29 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Jobs
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Who is at the other end of a connection.
 package enum PeerCredentialsReader {
+    static let soPeerCred: Int32 = 17
+    static let soPeerGroups: Int32 = 59
+
     /// Its uid, gid and pid (SO_PEERCRED) and its supplementary groups (SO_PEERGROUPS), as the
     /// kernel recorded them when it connected: nothing is read from /proc, where a pid may have
     /// been reused by then, and which a hardened unit (`ProtectProc=invisible`) hides.
     static func peer(of channel: any Channel) async -> Peer {
+        // SO_PEERCRED and SO_PEERGROUPS, which Swift's Glibc module does not show.
         guard let provider = channel as? any SocketOptionProvider else { return .unknown }
         do {
-            let cred: PeerCredentials = try await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(17 /* SO_PEERCRED */)).get()
-            let groups: PeerGroups? = try? await provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(59 /* SO_PEERGROUPS */)).get()
+            let cred: PeerCredentials = try await provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerCred)
+            ).get()
+            let groups: PeerGroups? = try? await provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerGroups)
+            ).get()
             return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid, groups: groups?.list ?? [])
         } catch {
             return .unknown

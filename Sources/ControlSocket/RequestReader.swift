@@ -1,9 +1,9 @@
-import PoolKit
 import ControlProtocol
 import DaemonRuntime
 import Jobs
 import NIOCore
 import PoolCore
+import PoolKit
 
 /// The requests of one connection, until it closes: each answered in order if it never waits,
 /// or by a child task (jobs, reload, drain).

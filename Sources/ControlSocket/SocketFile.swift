@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import PoolConfig
 import SystemdKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The control socket's file: whether systemd passed the socket, whether another poold
 /// listens on the path, the group it is given.
@@ -38,13 +39,16 @@ package enum SocketFile {
     /// poold's group (clients of that group only).
     static func giveSocket(_ path: String, to name: String, logger: Logger) {
         guard let group = getgrnam(name) else {
-            logger.error("socket_group names no group on this machine; the socket keeps poold's group", metadata: ["socket_group": "\(name)"])
+            logger.error(
+                "socket_group names no group on this machine; the socket keeps poold's group", metadata: ["socket_group": "\(name)"])
             return
         }
         if chown(path, uid_t.max, group.pointee.gr_gid) != 0 {
-            logger.error("cannot give the control socket to socket_group (poold must be a member of it); it keeps poold's group", metadata: [
-                "socket_group": "\(name)", "error": "\(String(cString: strerror(errno)))",
-            ])
+            logger.error(
+                "cannot give the control socket to socket_group (poold must be a member of it); it keeps poold's group",
+                metadata: [
+                    "socket_group": "\(name)", "error": "\(String(cString: strerror(errno)))",
+                ])
         }
     }
 }

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import DequeModule
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A task executor with one thread of its own, for work that blocks or must come from one
 /// thread: an SQLite connection's statements (`ConnectionThread`), an exec pool's spawning
@@ -29,11 +30,13 @@ open class ThreadExecutor: TaskExecutor, @unchecked Sendable {
         pthread_cond_init(&condition, nil)
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { context in
-            guard let context else { return nil }
-            Unmanaged<ThreadExecutor>.fromOpaque(context).takeRetainedValue().work()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &thread, nil,
+            { context in
+                guard let context else { return nil }
+                Unmanaged<ThreadExecutor>.fromOpaque(context).takeRetainedValue().work()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<ThreadExecutor>.fromOpaque(context).release()
             return nil

@@ -1,6 +1,6 @@
+import Jobs
 import NIOCore
 import NIOPosix
-import Jobs
 import PoolCore
 import ServiceLifecycle
 import SystemdKit

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import DaemonRuntime
-import Glibc
-#endif
 import ControlProtocol
 import Logging
 import NIOCore
@@ -10,6 +6,11 @@ import PoolConfig
 import PoolCore
 import PoolKit
 import Synchronization
+
+#if canImport(Glibc)
+    import DaemonRuntime
+    import Glibc
+#endif
 
 /// Worker processes for one exec pool.
 ///
@@ -105,9 +106,11 @@ package struct ExecBackend: PoolBackend {
             orphans?.reaped(worker.process.pid)
             logger.info("worker stopped", metadata: ["pool": "\(pool)", "worker_pid": "\(worker.process.pid)"])
         } else {
-            logger.error("worker did not exit even after SIGKILL (stuck in the kernel?); poold no longer waits for it", metadata: [
-                "pool": "\(pool)", "worker_pid": "\(worker.process.pid)",
-            ])
+            logger.error(
+                "worker did not exit even after SIGKILL (stuck in the kernel?); poold no longer waits for it",
+                metadata: [
+                    "pool": "\(pool)", "worker_pid": "\(worker.process.pid)",
+                ])
         }
     }
 
@@ -160,7 +163,9 @@ package final class ExecWorker: @unchecked Sendable {
 
     /// Puts the worker's stdin and stdout on `loop` as one pipe channel, which owns them from
     /// then on.
-    static func attach(_ process: WorkerProcess, stderr: WorkerStderr, settings: ExecSettings, loop: any EventLoop) async throws -> ExecWorker {
+    static func attach(_ process: WorkerProcess, stderr: WorkerStderr, settings: ExecSettings, loop: any EventLoop) async throws
+        -> ExecWorker
+    {
         let output = WorkerOutput(maxLine: settings.maxOutput)
         let channel = try await NIOPipeBootstrap(group: loop)
             .channelInitializer { channel in
@@ -212,7 +217,8 @@ package final class ExecWorker: @unchecked Sendable {
             switch failure {
             case .stopped: throw CancellationError()
             case .tooLong:
-                throw WorkerFailed("the worker (pid \(process.pid)) wrote an answer longer than max_output (\(settings.maxOutput) bytes); it was replaced")
+                throw WorkerFailed(
+                    "the worker (pid \(process.pid)) wrote an answer longer than max_output (\(settings.maxOutput) bytes); it was replaced")
             case .writeFailed: throw await died(during: "reading its input")
             case .closed: throw await died(during: "the job")
             }
@@ -222,10 +228,14 @@ package final class ExecWorker: @unchecked Sendable {
             answerValue = try line.withUnsafeBytes { try JSON.parse($0) }
         } catch {
             let shown = String(decoding: line.prefix(120), as: UTF8.self)
-            throw WorkerFailed("the worker (pid \(process.pid)) wrote a line that is not valid JSON (\(error)): \(shown)\(line.count > 120 ? "…" : ""); it was replaced")
+            throw WorkerFailed(
+                "the worker (pid \(process.pid)) wrote a line that is not valid JSON (\(error)): \(shown)\(line.count > 120 ? "…" : ""); "
+                    + "it was replaced"
+            )
         }
         guard case .object(let fields) = answerValue, let answered = fields["id"] else {
-            throw WorkerFailed("the worker (pid \(process.pid)) answered without an \"id\" (expected {\"id\": \(id), \"output\": …}); it was replaced")
+            throw WorkerFailed(
+                "the worker (pid \(process.pid)) answered without an \"id\" (expected {\"id\": \(id), \"output\": …}); it was replaced")
         }
         guard answered == .int(id) else {
             throw WorkerFailed("the worker (pid \(process.pid)) answered id \(JSON.encode(answered)), expected \(id); it was replaced")

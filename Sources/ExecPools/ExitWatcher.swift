@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSpawn
 import DaemonRuntime
 import NIOCore
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Announces that a worker process has exited, as an event: each watched process gets a
 /// pidfd, which becomes readable when it exits, and one thread of the watcher's own waits on
@@ -41,11 +42,13 @@ package final class ExitWatcher: @unchecked Sendable {
         guard wake >= 0 else { return nil }
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { context in
-            guard let context else { return nil }
-            Unmanaged<ExitWatcher>.fromOpaque(context).takeRetainedValue().work()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &thread, nil,
+            { context in
+                guard let context else { return nil }
+                Unmanaged<ExitWatcher>.fromOpaque(context).takeRetainedValue().work()
+                return nil
+            }, context)
         guard rc == 0 else {
             Unmanaged<ExitWatcher>.fromOpaque(context).release()
             close(wake)
@@ -127,11 +130,13 @@ package final class ExitWatcher: @unchecked Sendable {
                 return true
             }
         }
-        let left = watching + state.withLock { state in
-            state.stopping = true
-            defer { state.added.removeAll() }
-            return state.added
-        }
+        let left =
+            watching
+            + state.withLock { state in
+                state.stopping = true
+                defer { state.added.removeAll() }
+                return state.added
+            }
         watching.removeAll()
         for watch in left {
             if watch.pidfd >= 0 { close(watch.pidfd) }

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSpawn
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What a worker starts and then lets go (a daemon: `setsid` and a double fork) leaves the
 /// worker's process group, so neither a group kill nor the reaper's reaches it, and outside

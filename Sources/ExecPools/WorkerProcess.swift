@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSpawn
 import NIOCore
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One worker process: started (fork and exec, `cspawn_start`) in its own process group, with
 /// pipes for stdin, stdout and stderr and no other inherited descriptor, and the parent-death
@@ -82,8 +83,8 @@ package final class WorkerProcess: Sendable {
         let cArgv = command.map { strdup($0) } + [nil]
         let cEnv = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
-            cArgv.forEach { free($0) }
-            cEnv.forEach { free($0) }
+            for pointer in cArgv { free(pointer) }
+            for pointer in cEnv { free(pointer) }
         }
         // A process group of its own (signals reach what it starts too), default signal
         // dispositions (poold ignores SIGPIPE; workers must not inherit that), and the

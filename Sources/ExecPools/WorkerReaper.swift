@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSpawn
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Kills exec workers' process groups if poold dies without stopping them (SIGKILL, a crash).
 ///
@@ -42,7 +43,7 @@ public final class WorkerReaper: Sendable {
         posix_spawnattr_setpgroup(&attributes, 0)  // not reached by signals meant for poold's group
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK))
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("poold"), strdup(reaperFlag), nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         let environment: [UnsafeMutablePointer<CChar>?] = [nil]
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv, environment)
@@ -111,7 +112,9 @@ public final class WorkerReaper: Sendable {
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = pending[..<newline]
                 pending.removeSubrange(...newline)
-                guard let sign = line.first, let group = pid_t(String(decoding: line.dropFirst(), as: UTF8.self)), group > 1 else { continue }
+                guard let sign = line.first, let group = pid_t(String(decoding: line.dropFirst(), as: UTF8.self)), group > 1 else {
+                    continue
+                }
                 if sign == UInt8(ascii: "+") { groups.insert(group) } else { groups.remove(group) }
             }
         }

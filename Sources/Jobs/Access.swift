@@ -1,12 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ControlProtocol
 import PoolConfig
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What a peer may do: each role includes the ones below it.
 package enum Role: Int, Sendable, Comparable, CustomStringConvertible {
-    case none = 0, observer, submitter, `operator`
+    case none = 0
+    case observer, submitter, `operator`
 
     package static func < (a: Role, b: Role) -> Bool { a.rawValue < b.rawValue }
 
@@ -121,5 +123,3 @@ package struct Authorizer: Sendable {
         }
     }
 }
-
-

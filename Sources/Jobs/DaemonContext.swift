@@ -1,9 +1,9 @@
-import PoolKit
 import DaemonRuntime
 import ExecPools
 import Logging
 import PoolConfig
 import PoolCore
+import PoolKit
 import Synchronization
 import SystemdKit
 
@@ -83,9 +83,11 @@ package final class DaemonContext: Sendable {
 
     private func warnAboutUnknownNames(_ authorizer: Authorizer) {
         if !authorizer.unknown.isEmpty {
-            logger.warning("[access] names users or groups this machine does not have; they match nobody", metadata: [
-                "entries": "\(authorizer.unknown.joined(separator: ", "))",
-            ])
+            logger.warning(
+                "[access] names users or groups this machine does not have; they match nobody",
+                metadata: [
+                    "entries": "\(authorizer.unknown.joined(separator: ", "))"
+                ])
         }
     }
 

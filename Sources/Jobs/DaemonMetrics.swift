@@ -33,7 +33,9 @@ package final class DaemonMetrics: Sendable {
     private let refusedConnections: Counter
 
     package init() {
-        let refused = MetricNameDescriptor(namespace: "poold", subsystem: "control", metricName: "connections_refused", unitName: "total", helpText: "Control connections refused at max_connections.")
+        let refused = MetricNameDescriptor(
+            namespace: "poold", subsystem: "control", metricName: "connections_refused", unitName: "total",
+            helpText: "Control connections refused at max_connections.")
         refusedConnections = registry.makeCounter(descriptor: refused)
     }
 
@@ -43,9 +45,12 @@ package final class DaemonMetrics: Sendable {
 
     func collectors(for pool: String) -> PoolCollectors {
         if let existing = collectors.withLock({ $0[pool] }) { return existing }
-        let jobs = MetricNameDescriptor(namespace: "poold", metricName: "jobs", unitName: "total", helpText: "Jobs finished, by pool and outcome.")
-        let wait = MetricNameDescriptor(namespace: "poold", metricName: "job_wait", unitName: "seconds", helpText: "Time jobs waited (queue and acquire).")
-        let exec = MetricNameDescriptor(namespace: "poold", metricName: "job_exec", unitName: "seconds", helpText: "Time jobs ran on a resource.")
+        let jobs = MetricNameDescriptor(
+            namespace: "poold", metricName: "jobs", unitName: "total", helpText: "Jobs finished, by pool and outcome.")
+        let wait = MetricNameDescriptor(
+            namespace: "poold", metricName: "job_wait", unitName: "seconds", helpText: "Time jobs waited (queue and acquire).")
+        let exec = MetricNameDescriptor(
+            namespace: "poold", metricName: "job_exec", unitName: "seconds", helpText: "Time jobs ran on a resource.")
         var counters: [JobOutcome: Counter] = [:]
         for outcome in JobOutcome.allCases {
             counters[outcome] = registry.makeCounter(descriptor: jobs, labels: [("pool", pool), ("outcome", outcome.rawValue)])
@@ -78,7 +83,8 @@ package final class DaemonMetrics: Sendable {
             gauge("max", "The pool's max.", s.max)
             gauge("degraded", "1 while the pool cannot open resources.", s.health == .degraded ? 1 : 0)
         }
-        let open = MetricNameDescriptor(namespace: "poold", subsystem: "control", metricName: "connections", unitName: "", helpText: "Control connections open.")
+        let open = MetricNameDescriptor(
+            namespace: "poold", subsystem: "control", metricName: "connections", unitName: "", helpText: "Control connections open.")
         registry.makeGauge(descriptor: open).set(Int64(controlConnections.load(ordering: .relaxed)))
         return registry.emitToString()
     }

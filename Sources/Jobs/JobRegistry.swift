@@ -1,5 +1,5 @@
-import DaemonRuntime
 import ControlProtocol
+import DaemonRuntime
 import PoolCore
 import Synchronization
 
@@ -54,7 +54,8 @@ package final class JobRegistry: Sendable {
         let id = registry.withLock { registry -> Int64 in
             registry.nextID += 1
             let deadline = received + limit
-            registry.entries[registry.nextID] = Entry(pool: pool, state: .queued, started: received, peer: peer, signal: signal, deadline: deadline)
+            registry.entries[registry.nextID] = Entry(
+                pool: pool, state: .queued, started: received, peer: peer, signal: signal, deadline: deadline)
             registry.earliest = registry.earliest.map { min($0, deadline) } ?? deadline
             return registry.nextID
         }
@@ -126,4 +127,3 @@ package final class JobRegistry: Sendable {
         }
     }
 }
-

@@ -1,10 +1,10 @@
-import Synchronization
-import PoolKit
 import ControlProtocol
 import DaemonRuntime
 import Logging
 import PoolConfig
 import PoolCore
+import PoolKit
+import Synchronization
 
 /// The daemon's answer to every request: authorizes it (`[access]`), then dispatches it by
 /// op. Ops that never wait are answered inline (`handle`); jobs are first admitted to their
@@ -54,7 +54,9 @@ package struct JobRouter: Sendable {
     /// The reply to a request already authorized (`handle`, or `admit` for jobs). `received`:
     /// when the request was read; a job's timing and deadline count from then.
     /// `admitted`: the pool `admit` found for a job, so that it is not looked up again.
-    package func perform(_ request: ControlRequest, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant, admitted: ManagedPool? = nil) async -> [UInt8] {
+    package func perform(
+        _ request: ControlRequest, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant, admitted: ManagedPool? = nil
+    ) async -> [UInt8] {
         let id = request.id
         switch request.command {
         case .ping:
@@ -74,27 +76,42 @@ package struct JobRouter: Sendable {
         case .runSQL(let pool, let statements, let isBatch, let transaction, let timeoutMs):
             guard let managed = admitted ?? pools.named(pool) else { return noSuchPool(id, pool) }
             if managed.kind == .exec {
-                return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
+                return Reply.error(
+                    id: id, code: .badRequest, message: "pool \"\(pool)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
             }
             if !managed.jobRules.allowAdhoc {
-                return Reply.error(id: id, code: .unauthorized, message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
+                return Reply.error(
+                    id: id, code: .unauthorized,
+                    message: "pool \"\(pool)\" does not allow ad-hoc SQL (allow_adhoc = false); run a named job instead")
             }
-            return await runJob(id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, adhoc: true, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
+            return await runJob(
+                id: id, pool: managed, statements: statements, isBatch: isBatch, transaction: transaction, adhoc: true,
+                timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runNamed(let name, let params, let timeoutMs):
             guard let job = config.job(named: name) else {
                 let known = config.jobs.map(\.name)
-                return Reply.error(id: id, code: .noSuchJob, message: "no job named \"\(name)\"" + (known.isEmpty ? "; the config declares none" : "; jobs: \(known.joined(separator: ", "))"))
+                return Reply.error(
+                    id: id, code: .noSuchJob,
+                    message: "no job named \"\(name)\""
+                        + (known.isEmpty ? "; the config declares none" : "; jobs: \(known.joined(separator: ", "))"))
             }
             guard let managed = admitted ?? pools.named(job.pool) else { return noSuchPool(id, job.pool) }
             let statements = job.sql.map { SQLStatement(sql: $0, params: params) }
             let limit = timeoutMs.map { Duration.milliseconds($0) } ?? job.timeout
-            return await runJob(id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, adhoc: false, timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
+            return await runJob(
+                id: id, pool: managed, statements: statements, isBatch: job.sql.count > 1, transaction: job.transaction, adhoc: false,
+                timeout: limit, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received)
         case .runExec(let pool, let input, let timeoutMs):
             guard let managed = admitted ?? pools.named(pool) else { return noSuchPool(id, pool) }
             guard managed.kind == .exec else {
-                return Reply.error(id: id, code: .badRequest, message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
+                return Reply.error(
+                    id: id, code: .badRequest,
+                    message: "pool \"\(pool)\" is a \(managed.kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
             }
-            return await runJob(id: id, pool: managed, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: false) { job, signal, leased in
+            return await runJob(
+                id: id, pool: managed, timeout: timeoutMs.map { .milliseconds($0) }, timeoutMs: timeoutMs, peer: peer, owner: owner,
+                received: received, isBatch: false
+            ) { job, signal, leased in
                 try await managed.run(input: input, job: job, stop: signal, leased: leased)
             } reply: { output, job, timing in
                 Reply.exec(id: id, job: job, output: output, timing: timing)
@@ -163,7 +180,8 @@ package struct JobRouter: Sendable {
             "uid": "\(peer.uid)", "pid": "\(peer.pid)", "op": "\(op.rawValue)", "role": "\(role)", "event": "denied",
         ]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
-        logger.warning(suppressed > 0 ? "denied (and \(suppressed) denials before it not logged: more than 2/s)" : "denied", metadata: metadata)
+        logger.warning(
+            suppressed > 0 ? "denied (and \(suppressed) denials before it not logged: more than 2/s)" : "denied", metadata: metadata)
     }
 
     /// Why `role` may not run `command`, or nil if it may. Checked before anything else, so
@@ -221,7 +239,9 @@ package struct JobRouter: Sendable {
 
     private func noSuchPool(_ id: RequestID?, _ pool: String) -> [UInt8] {
         let known = pools.all.map(\.name)
-        return Reply.error(id: id, code: .noSuchPool, message: "no pool named \"\(pool)\"" + (known.isEmpty ? "" : "; pools: \(known.joined(separator: ", "))"))
+        return Reply.error(
+            id: id, code: .noSuchPool,
+            message: "no pool named \"\(pool)\"" + (known.isEmpty ? "" : "; pools: \(known.joined(separator: ", "))"))
     }
 
 }

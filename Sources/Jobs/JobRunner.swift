@@ -1,7 +1,7 @@
-import Logging
 import ControlProtocol
 import DaemonRuntime
 import ExecPools
+import Logging
 import PoolCore
 import PoolKit
 import SQLitePools
@@ -13,7 +13,9 @@ extension JobRouter {
         id: RequestID?, pool: ManagedPool, statements: [SQLStatement], isBatch: Bool, transaction: Bool, adhoc: Bool,
         timeout: Duration? = nil, timeoutMs: Int64?, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant
     ) async -> [UInt8] {
-        await runJob(id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: isBatch) { _, signal, leased in
+        await runJob(
+            id: id, pool: pool, timeout: timeout, timeoutMs: timeoutMs, peer: peer, owner: owner, received: received, isBatch: isBatch
+        ) { _, signal, leased in
             try await pool.execute(statements, transaction: transaction, adhoc: adhoc, stop: signal, leased: leased)
         } reply: { results, job, timing in
             Reply.sql(id: id, job: job, results: results, isBatch: isBatch, timing: timing)
@@ -30,7 +32,12 @@ extension JobRouter {
     ) async -> [UInt8] {
         let settings = pool.jobRules
         if let timeoutMs, Duration.milliseconds(timeoutMs) > settings.maxJobTimeout {
-            return Reply.error(id: id, code: .badRequest, message: "\"timeout_ms\" must be at most \(settings.maxJobTimeout.milliseconds) (pool \"\(pool.name)\" max_job_timeout = \(settings.maxJobTimeout.limitDescription)); got \(timeoutMs)")
+            return Reply.error(
+                id: id, code: .badRequest,
+                message:
+                    "\"timeout_ms\" must be at most \(settings.maxJobTimeout.milliseconds) (pool \"\(pool.name)\" max_job_timeout = "
+                    + "\(settings.maxJobTimeout.limitDescription)); got \(timeoutMs)"
+            )
         }
         if !lifecycle.acceptsJobs {
             return Reply.error(id: id, code: .shuttingDown, message: "poold is shutting down; the job never started")
@@ -65,24 +72,32 @@ extension JobRouter {
         let timing = stopwatch.timing
         pool.collectors.record(outcome, timing)
         context.count(outcome)
-        logger.info("job finished", metadata: [
-            "job.id": "\(job)", "pool": "\(pool.name)", "outcome": "\(outcome.rawValue)",
-            "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
-        ])
+        logger.info(
+            "job finished",
+            metadata: [
+                "job.id": "\(job)", "pool": "\(pool.name)", "outcome": "\(outcome.rawValue)",
+                "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
+            ])
         return answer
     }
 
     private func errorReply(id: RequestID?, job: Int64, error: any Error, limit: Duration, timing: JobTiming, isBatch: Bool) -> [UInt8] {
         switch error {
         case is TimeoutError:
-            return Reply.error(id: id, code: .timeout, message: "job \(job) exceeded \(limit.limitDescription) (acquire \(timing.acquire.elapsedDescription), running \(timing.exec.elapsedDescription)); it was stopped and rolled back", job: job)
+            return Reply.error(
+                id: id, code: .timeout,
+                message:
+                    "job \(job) exceeded \(limit.limitDescription) (acquire \(timing.acquire.elapsedDescription), running "
+                    + "\(timing.exec.elapsedDescription)); it was stopped and rolled back",
+                job: job)
         case let stopped as JobStopped:
-            let why = switch stopped.reason {
-            case .cancelled(let by): "cancelled by \(by)"
-            case .disconnected: "cancelled because its client disconnected"
-            case .shutdown: "cancelled because poold is stopping and the job outlived shutdown_grace"
-            case .timeout: "stopped"
-            }
+            let why =
+                switch stopped.reason {
+                case .cancelled(let by): "cancelled by \(by)"
+                case .disconnected: "cancelled because its client disconnected"
+                case .shutdown: "cancelled because poold is stopping and the job outlived shutdown_grace"
+                case .timeout: "stopped"
+                }
             return Reply.error(id: id, code: .cancelled, message: "job \(job) was \(why); what it did was rolled back", job: job)
         case is CancellationError:
             return Reply.error(id: id, code: .cancelled, message: "job \(job) was cancelled; what it did was rolled back", job: job)

@@ -1,17 +1,18 @@
-import SQLitePools
-import PostgresPools
-import ExecPools
-import DaemonRuntime
 import ControlProtocol
+import DaemonRuntime
+import ExecPools
 import Logging
 import NIOCore
 import NIOPosix
 import PoolConfig
 import PoolCore
 import PoolKit
+import PostgresPools
+import SQLitePools
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the daemon does to a pool whatever its kind: observe it, pause, resize, drain, close.
@@ -101,7 +102,8 @@ package final class ManagedPool: Sendable {
                 logger: pgLogger,
                 credentialsDirectory: getenv("CREDENTIALS_DIRECTORY").map { String(cString: $0) },
                 files: files)
-            let pool = PostgresPool(name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
+            let pool = PostgresPool(
+                name: settings.name, limits: settings.limits, backend: backend, clock: ContinuousClock(), onEvent: onEvent)
             self.engine = .postgres(pool)
             self.pool = pool
         case .exec(let exec):
@@ -161,7 +163,11 @@ package final class ManagedPool: Sendable {
         admitted.wrappingSubtract(1, ordering: .relaxed)
         statistics.record(.overloaded, JobTiming(), acquired: false, ran: false)
         let limits = pool.limits
-        return PoolError(.overloaded, "pool \"\(name)\" already has \(count - 1) jobs running or waiting (max = \(limits.maxResources), max_waiters = \(limits.maxWaiters)); retry later, or raise max_waiters or max")
+        return PoolError(
+            .overloaded,
+            "pool \"\(name)\" already has \(count - 1) jobs running or waiting (max = \(limits.maxResources), max_waiters = "
+                + "\(limits.maxWaiters)); retry later, or raise max_waiters or max"
+        )
     }
 
     /// The end of a job `admit` let in.
@@ -190,7 +196,9 @@ package final class ManagedPool: Sendable {
 
     /// Runs statements on one leased connection. `leased` is called once it holds one.
     /// `adhoc`: a client's own SQL (sandboxed on SQLite), not a named job's.
-    func execute(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool, stop: StopSignal, leased: @Sendable () -> Void) async throws -> [StatementResult] {
+    func execute(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool, stop: StopSignal, leased: @Sendable () -> Void) async throws
+        -> [StatementResult]
+    {
         switch engine {
         case .exec:
             throw PoolError(.badRequest, "pool \"\(name)\" is an exec pool: send \"input\", not \"sql\" or \"batch\"")
@@ -243,7 +251,9 @@ package final class ManagedPool: Sendable {
     static func log(_ event: PoolEvent, pool: String, logger: Logger) {
         switch event {
         case .openFailed(let failure, let retryIn):
-            logger.warning("pool open failed", metadata: ["pool": "\(pool)", "error": "\(failure.message)", "retry_in": "\(retryIn.elapsedDescription)"])
+            logger.warning(
+                "pool open failed",
+                metadata: ["pool": "\(pool)", "error": "\(failure.message)", "retry_in": "\(retryIn.elapsedDescription)"])
         case .degraded(let failure):
             logger.error("pool degraded", metadata: ["pool": "\(pool)", "error": "\(failure.message)", "event": "pool_degraded"])
         case .recovered:

@@ -2,8 +2,9 @@ import Logging
 import PoolConfig
 import PoolCore
 import SystemdKit
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a reload came to.
@@ -31,7 +32,9 @@ extension DaemonContext {
         logger.notice("reloading", metadata: ["config": "\(path)", "event": "reloading"])
         let outcome: ReloadOutcome
         do {
-            let new = try await withTaskExecutorPreference(factory.files) { () throws(ConfigError) -> Config in try ConfigLoader.load(path: path) }
+            let new = try await withTaskExecutorPreference(factory.files) { () throws(ConfigError) -> Config in
+                try ConfigLoader.load(path: path)
+            }
             outcome = .applied(apply(new))
         } catch {
             outcome = .invalid(error)
@@ -105,5 +108,6 @@ package func wallClockRFC3339() -> String {
     var parts = tm()
     gmtime_r(&seconds, &parts)
     func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-    return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    let date = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+    return "\(date)T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
 }

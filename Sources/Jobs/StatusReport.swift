@@ -1,5 +1,5 @@
-import PoolConfig
 import ControlProtocol
+import PoolConfig
 import PoolCore
 import PoolKit
 
@@ -27,7 +27,8 @@ extension DaemonContext {
         let busy = snapshots.reduce(0) { $0 + $1.1.leased }
         let capacity = snapshots.reduce(0) { $0 + $1.1.max }
         let waiting = snapshots.reduce(0) { $0 + $1.1.waiting }
-        var line = "\(state.rawValue) · \(snapshots.count) pools · \(busy)/\(capacity) busy · \(waiting) waiting · \(ok) ok · \(failed) failed"
+        var line =
+            "\(state.rawValue) · \(snapshots.count) pools · \(busy)/\(capacity) busy · \(waiting) waiting · \(ok) ok · \(failed) failed"
         if let last = lastReload, !last.ok {
             line += " · last reload failed"
         }
@@ -45,9 +46,10 @@ extension DaemonContext {
             succeeded += counts.count(.succeeded)
             failed += counts.count(.failed) + counts.count(.timedOut) + counts.count(.cancelled) + counts.count(.overloaded)
         }
-        let reload: JSONValue = lastReload.map {
-            .object(["at": .string($0.at), "ok": .bool($0.ok), "error": $0.error.map { .string($0) } ?? .null])
-        } ?? .null
+        let reload: JSONValue =
+            lastReload.map {
+                .object(["at": .string($0.at), "ok": .bool($0.ok), "error": $0.error.map { .string($0) } ?? .null])
+            } ?? .null
         return [
             ("state", .string(state.rawValue)),
             ("version", .string(DaemonContext.version)),

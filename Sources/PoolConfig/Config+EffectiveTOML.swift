@@ -69,7 +69,9 @@ extension Config {
                 out.set("working_directory", string: e.workingDirectory, unset: "not set: poold's working directory")
                 if !e.environment.isEmpty {
                     // Values may be secrets (tokens, passwords): names only.
-                    out.set("environment", raw: "{ " + e.environment.keys.sorted().map { "\(tomlKey($0)) = \"***\"" }.joined(separator: ", ") + " }")
+                    out.set(
+                        "environment",
+                        raw: "{ " + e.environment.keys.sorted().map { "\(tomlKey($0)) = \"***\"" }.joined(separator: ", ") + " }")
                 }
             }
         }
@@ -125,4 +127,3 @@ private struct TOMLWriter {
         text += "\(key) = [\n" + lines.map { "    \(tomlString($0)),\n" }.joined() + "]\n"
     }
 }
-

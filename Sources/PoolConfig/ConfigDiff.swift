@@ -41,7 +41,8 @@ public struct ConfigDiff: Sendable, Equatable {
             }
             if before == settings { continue }
             if before.backend == settings.backend {
-                let resized = before.limits.minResources != settings.limits.minResources
+                let resized =
+                    before.limits.minResources != settings.limits.minResources
                     || before.limits.maxResources != settings.limits.maxResources
                 pools.append(.update(settings, resized: resized))
             } else {

@@ -1,11 +1,11 @@
 import TOMLKit
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Reads and validates config files. Every problem is a `ConfigError` naming the file, the

@@ -83,12 +83,24 @@ extension Duration {
         guard seconds >= 0 else { return description }
         var text = ""
         var s = seconds
-        if s >= 3600 { text += "\(s / 3600)h"; s %= 3600 }
-        if s >= 60 { text += "\(s / 60)m"; s %= 60 }
+        if s >= 3600 {
+            text += "\(s / 3600)h"
+            s %= 3600
+        }
+        if s >= 60 {
+            text += "\(s / 60)m"
+            s %= 60
+        }
         if s > 0 { text += "\(s)s" }
         var ns = attoseconds / 1_000_000_000
-        if ns >= 1_000_000 { text += "\(ns / 1_000_000)ms"; ns %= 1_000_000 }
-        if ns >= 1000 { text += "\(ns / 1000)us"; ns %= 1000 }
+        if ns >= 1_000_000 {
+            text += "\(ns / 1_000_000)ms"
+            ns %= 1_000_000
+        }
+        if ns >= 1000 {
+            text += "\(ns / 1000)us"
+            ns %= 1000
+        }
         if ns > 0 || text.isEmpty { text += "\(ns)ns" }
         return text
     }

@@ -109,26 +109,32 @@ public struct PostgresURL: Sendable, Equatable {
             }
             guard supportedParameters.contains(name) else {
                 let shown = name.count > 40 ? String(name.prefix(40)) + "…" : name
-                return .failure(URLProblem(
-                    "has an unsupported parameter \(tomlString(shown)); supported: \(supportedParameters.joined(separator: ", "))"
-                ))
+                return .failure(
+                    URLProblem(
+                        "has an unsupported parameter \(tomlString(shown)); supported: \(supportedParameters.joined(separator: ", "))"
+                    ))
             }
             guard let decoded = percentDecode(value) else {
                 return .failure(URLProblem("has a bad percent-escape in parameter \(name)"))
             }
             if name == "sslmode", !sslModes.contains(decoded) {
-                return .failure(URLProblem("has sslmode=\(decoded.count > 40 ? String(decoded.prefix(40)) + "…" : decoded); valid: \(sslModes.joined(separator: ", "))"))
+                return .failure(
+                    URLProblem(
+                        "has sslmode=\(decoded.count > 40 ? String(decoded.prefix(40)) + "…" : decoded); valid: "
+                            + "\(sslModes.joined(separator: ", "))"
+                    ))
             }
             parameters[name] = decoded
         }
-        return .success(PostgresURL(
-            user: user,
-            password: password,
-            host: host,
-            port: port,
-            database: database.isEmpty ? nil : database,
-            parameters: parameters
-        ))
+        return .success(
+            PostgresURL(
+                user: user,
+                password: password,
+                host: host,
+                port: port,
+                database: database.isEmpty ? nil : database,
+                parameters: parameters
+            ))
     }
 
     init(user: String, password: String?, host: String, port: Int, database: String?, parameters: [String: String]) {

@@ -46,13 +46,20 @@ public struct RequireAuth: Sendable, Equatable, CustomStringConvertible {
         for name in names {
             let isNegated = name.hasPrefix("!")
             guard let method = Method(rawValue: isNegated ? String(name.dropFirst()) : name) else {
-                return .failure(Invalid(message: "require_auth names \(name.isEmpty ? "nothing" : "\"\(name)\""): each entry must be one of \(valid), or one of them after \"!\""))
+                return .failure(
+                    Invalid(
+                        message:
+                            "require_auth names \(name.isEmpty ? "nothing" : "\"\(name)\""): each entry must be one of \(valid), or one of "
+                            + "them after \"!\""
+                    ))
             }
             if let negated, negated != isNegated {
                 return .failure(Invalid(message: "require_auth may not mix methods with negated (\"!\") ones"))
             }
             negated = isNegated
-            guard listed.insert(method).inserted else { return .failure(Invalid(message: "require_auth lists \"\(method.rawValue)\" twice")) }
+            guard listed.insert(method).inserted else {
+                return .failure(Invalid(message: "require_auth lists \"\(method.rawValue)\" twice"))
+            }
         }
         let allowed = negated == true ? Set(Method.allCases).subtracting(listed) : listed
         return .success(RequireAuth(allowed: allowed, text: text))

@@ -124,15 +124,17 @@ struct Scanner {
                     }
                     atArrayValue = false
                     if d == .closeBrace {
-                        valueHazards.append(SourceMap.Hazard(
-                            line: line, offset: position, length: 1,
-                            message: "Error while parsing array: expected a value or closing ']', saw '}'"
-                        ))
+                        valueHazards.append(
+                            SourceMap.Hazard(
+                                line: line, offset: position, length: 1,
+                                message: "Error while parsing array: expected a value or closing ']', saw '}'"
+                            ))
                     } else if let length = unicodeLineBreakLength() {
-                        valueHazards.append(SourceMap.Hazard(
-                            line: line, offset: position, length: length,
-                            message: "Error while parsing array: expected a value or closing ']', saw a Unicode line break"
-                        ))
+                        valueHazards.append(
+                            SourceMap.Hazard(
+                                line: line, offset: position, length: length,
+                                message: "Error while parsing array: expected a value or closing ']', saw a Unicode line break"
+                            ))
                     }
                 }
                 let endsToken = inToken && d.endsValue
@@ -234,18 +236,22 @@ struct Scanner {
                 digit ? bytes[p + k].isDigit : bytes[p + k] == UInt8(ascii: "-")
             }
             if isDate {
-                valueHazards.append(SourceMap.Hazard(
-                    line: line, offset: position, length: 1,
-                    message: "Error while parsing date-time: expected a time after 'T'"
-                ))
+                valueHazards.append(
+                    SourceMap.Hazard(
+                        line: line, offset: position, length: 1,
+                        message: "Error while parsing date-time: expected a time after 'T'"
+                    ))
             }
         }
         if c == .space, afterValue, let digit = peek(1), digit.isDigit, let after = peek(2), after.endsValue || after >= 0x80 {
             // A value, a space, one digit, and the end of that value.
-            valueHazards.append(SourceMap.Hazard(
-                line: line, offset: position + 1, length: 1,
-                message: "Error while parsing key-value pair: expected a comment or whitespace after the value, saw '\(Character(Unicode.Scalar(digit)))'"
-            ))
+            valueHazards.append(
+                SourceMap.Hazard(
+                    line: line, offset: position + 1, length: 1,
+                    message:
+                        "Error while parsing key-value pair: expected a comment or whitespace after the value, saw "
+                        + "'\(Character(Unicode.Scalar(digit)))'"
+                ))
         }
     }
 
@@ -255,13 +261,17 @@ struct Scanner {
         let multiline = peek(1) == q && peek(2) == q
         let escapes = q == .quote
         if multiline {
-            advance(); advance(); advance()
+            advance()
+            advance()
+            advance()
             while let c = peek() {
                 if escapes, c == .backslash {
                     advance()
                     advance()
                 } else if c == q, peek(1) == q, peek(2) == q {
-                    advance(); advance(); advance()
+                    advance()
+                    advance()
+                    advance()
                     // Up to two more quotes may close the string as part of its content.
                     if peek() == q { advance() }
                     if peek() == q { advance() }

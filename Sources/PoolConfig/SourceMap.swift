@@ -87,7 +87,9 @@ struct SourceMap {
     init(scanning text: String) {
         var scanner = Scanner(bytes: Array(text.utf8))
         if scanner.peek() == 0xEF, scanner.peek(1) == 0xBB, scanner.peek(2) == 0xBF {
-            scanner.advance(); scanner.advance(); scanner.advance()
+            scanner.advance()
+            scanner.advance()
+            scanner.advance()
         }
         var current = TableID(path: "", index: 0)
         var arrayCounts: [String: Int] = [:]
@@ -102,10 +104,11 @@ struct SourceMap {
             case .openBracket:
                 let line = scanner.line
                 if !scanner.headerNameStartsWell() {
-                    hazards.append(Hazard(
-                        line: line, offset: scanner.position, length: 1,
-                        message: "Error while parsing table header: expected a table name after '['"
-                    ))
+                    hazards.append(
+                        Hazard(
+                            line: line, offset: scanner.position, length: 1,
+                            message: "Error while parsing table header: expected a table name after '['"
+                        ))
                 }
                 scanner.advance()
                 let isArray = scanner.peek() == .openBracket

@@ -116,8 +116,10 @@ func tomlString(_ s: String) -> String {
 
 /// A key bare when TOML allows it, quoted otherwise.
 func tomlKey(_ key: String) -> String {
-    let bare = !key.isEmpty && key.unicodeScalars.allSatisfy { s in
-        (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "_" || s == "-"
-    }
+    let bare =
+        !key.isEmpty
+        && key.unicodeScalars.allSatisfy { s in
+            (s >= "a" && s <= "z") || (s >= "A" && s <= "Z") || (s >= "0" && s <= "9") || s == "_" || s == "-"
+        }
     return bare ? key : tomlString(key)
 }

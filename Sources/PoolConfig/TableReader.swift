@@ -149,7 +149,8 @@ func suggest(_ word: String, among candidates: [String]) -> String? {
 
 /// Optimal string alignment distance (Levenshtein plus adjacent transpositions).
 func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
+    let a = Array(a.unicodeScalars)
+    let b = Array(b.unicodeScalars)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
     // Long inputs cannot be close to a short key; do not spend quadratic time on them.

@@ -69,7 +69,9 @@ extension Validation {
         switch pool.kind {
         case .exec:
             for key in ["sql", "transaction"] where r.has(key) {
-                r.fail(key, "\(tomlString(key)) applies to jobs on sqlite and postgres pools only (pool \(tomlString(poolName)) is an exec pool)")
+                r.fail(
+                    key,
+                    "\(tomlString(key)) applies to jobs on sqlite and postgres pools only (pool \(tomlString(poolName)) is an exec pool)")
             }
         case .sqlite, .postgres:
             if !r.has("sql"), refused == 0 {
@@ -83,7 +85,8 @@ extension Validation {
             let lines = [r.line("timeout"), pool.maxJobTimeoutLine].compactMap { $0 }
             error(
                 line: lines.max(), context: r.context,
-                "timeout (\(timeout.limitDescription)) must not exceed max_job_timeout (\(pool.maxJobTimeout.limitDescription)) of pool \(tomlString(poolName))"
+                "timeout (\(timeout.limitDescription)) must not exceed max_job_timeout (\(pool.maxJobTimeout.limitDescription)) of pool "
+                    + "\(tomlString(poolName))"
             )
         }
         guard !r.hasErrors, let name else { return declared }

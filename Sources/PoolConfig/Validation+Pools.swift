@@ -188,7 +188,8 @@ extension Validation {
         var applicationName = "poold"
         if let name = r.string("application_name", expected: "must be a non-empty string") {
             if name.utf8.count > 63 || name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value > 0x7E }) {
-                r.fail("application_name", "application_name must be at most 63 printable ASCII characters (got \(tomlString(shorten(name))))")
+                r.fail(
+                    "application_name", "application_name must be at most 63 printable ASCII characters (got \(tomlString(shorten(name))))")
             } else {
                 applicationName = name
             }
@@ -207,14 +208,15 @@ extension Validation {
             }
             return nil
         }
-        return .postgres(PostgresSettings(
-            url: url,
-            passwordFile: passwordFile,
-            credential: credential,
-            applicationName: applicationName,
-            connectTimeout: connectTimeout,
-            requireAuth: requireAuth
-        ))
+        return .postgres(
+            PostgresSettings(
+                url: url,
+                passwordFile: passwordFile,
+                credential: credential,
+                applicationName: applicationName,
+                connectTimeout: connectTimeout,
+                requireAuth: requireAuth
+            ))
     }
 
     private func exec(_ r: TableReader, required: Bool) -> BackendSettings? {
@@ -229,7 +231,8 @@ extension Validation {
             } else {
                 r.fail(
                     "command",
-                    "command must be a non-empty array of non-empty strings, like [\"/usr/bin/python3\", \"worker.py\"] (got \(node.display))"
+                    "command must be a non-empty array of non-empty strings, like [\"/usr/bin/python3\", \"worker.py\"] (got "
+                        + "\(node.display))"
                 )
             }
         }
@@ -253,7 +256,9 @@ extension Validation {
                     environment[key] = text
                 }
             } else {
-                r.fail("environment", "environment must be a table of strings, like environment = { LANG = \"C.UTF-8\" } (got \(node.kindDescription))")
+                r.fail(
+                    "environment",
+                    "environment must be a table of strings, like environment = { LANG = \"C.UTF-8\" } (got \(node.kindDescription))")
             }
         }
         guard let command else {
@@ -262,8 +267,9 @@ extension Validation {
             }
             return nil
         }
-        return .exec(ExecSettings(
-            command: command, maxJobsPerWorker: maxJobs, killGrace: killGrace,
-            maxOutput: maxOutput, workingDirectory: directory, environment: environment))
+        return .exec(
+            ExecSettings(
+                command: command, maxJobsPerWorker: maxJobs, killGrace: killGrace,
+                maxOutput: maxOutput, workingDirectory: directory, environment: environment))
     }
 }

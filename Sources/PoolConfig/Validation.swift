@@ -72,9 +72,13 @@ final class Validation {
                 let suggestion = suggest(key, among: Self.tables).map { " (did you mean \(tableSyntax($0))?)" } ?? ""
                 switch value {
                 case .table:
-                    error(line: line, context: nil, "unknown table [\(tomlKey(shorten(key)))]\(suggestion); valid tables are \(Self.tablesList)")
+                    error(
+                        line: line, context: nil,
+                        "unknown table [\(tomlKey(shorten(key)))]\(suggestion); valid tables are \(Self.tablesList)")
                 case .array(let items) where !items.isEmpty && items.allSatisfy({ if case .table = $0 { true } else { false } }):
-                    error(line: line, context: nil, "unknown table [[\(tomlKey(shorten(key)))]]\(suggestion); valid tables are \(Self.tablesList)")
+                    error(
+                        line: line, context: nil,
+                        "unknown table [[\(tomlKey(shorten(key)))]]\(suggestion); valid tables are \(Self.tablesList)")
                 default:
                     error(
                         line: line, context: nil,
@@ -121,7 +125,9 @@ final class Validation {
         var d = DaemonSettings()
         if let path = r.string("control_socket", expected: "must be a non-empty string (the socket's path)") {
             if path.utf8.count > 107 {
-                r.fail("control_socket", "control_socket must be at most 107 bytes long, the limit of a Unix socket path (it is \(path.utf8.count))")
+                r.fail(
+                    "control_socket",
+                    "control_socket must be at most 107 bytes long, the limit of a Unix socket path (it is \(path.utf8.count))")
             } else {
                 d.controlSocket = path
             }

@@ -25,8 +25,14 @@ extension Duration {
         }
         var s = us / 1_000_000
         var text = ""
-        if s >= 3600 { text += "\(s / 3600)h"; s %= 3600 }
-        if s >= 60 { text += "\(s / 60)m"; s %= 60 }
+        if s >= 3600 {
+            text += "\(s / 3600)h"
+            s %= 3600
+        }
+        if s >= 60 {
+            text += "\(s / 60)m"
+            s %= 60
+        }
         if s > 0 || text.isEmpty { text += "\(s)s" }
         return text
     }

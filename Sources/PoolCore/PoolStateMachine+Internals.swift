@@ -174,7 +174,9 @@ extension PoolStateMachine {
         for waiter in waiters {
             if waiter.deadline <= now {
                 let waited = now - waiter.enqueuedAt
-                let message = "pool \"\(name)\": no resource within \(limits.acquireTimeout.limitDescription) (waited \(waited.elapsedDescription)): \(situation)"
+                let message =
+                    "pool \"\(name)\": no resource within \(limits.acquireTimeout.limitDescription) (waited \(waited.elapsedDescription)): "
+                    + "\(situation)"
                 effects.fail.append(WaiterFailure(waiter: waiter.id, error: PoolError(.poolTimeout, message)))
             } else {
                 kept.append(waiter)
@@ -259,7 +261,9 @@ extension PoolStateMachine {
 
     func degradedError() -> PoolError {
         let reason = lastError?.message ?? "the backend is unavailable"
-        return PoolError(.backend, "pool \"\(name)\" cannot open a resource: \(reason) (\(consecutiveFailures) attempts failed; retrying in the background)")
+        return PoolError(
+            .backend,
+            "pool \"\(name)\" cannot open a resource: \(reason) (\(consecutiveFailures) attempts failed; retrying in the background)")
     }
 
     mutating func jittered(_ delay: Duration) -> Duration {

@@ -59,7 +59,9 @@ extension PoolStateMachine {
         var problems: [String] = []
         var counted: [SlotState: Int] = [:]
         for slot in slots { counted[slot.state, default: 0] += 1 }
-        if counted[.connecting, default: 0] != connecting { problems.append("connecting count \(connecting) ≠ \(counted[.connecting, default: 0])") }
+        if counted[.connecting, default: 0] != connecting {
+            problems.append("connecting count \(connecting) ≠ \(counted[.connecting, default: 0])")
+        }
         if counted[.leased, default: 0] != leased { problems.append("leased count \(leased) ≠ \(counted[.leased, default: 0])") }
         if counted[.checking, default: 0] != checking { problems.append("checking count \(checking) ≠ \(counted[.checking, default: 0])") }
         if counted[.closing, default: 0] != closing { problems.append("closing count \(closing) ≠ \(counted[.closing, default: 0])") }

@@ -152,7 +152,12 @@ public struct PoolStateMachine: Sendable {
             return .refused(degradedError())
         }
         if waiters.count >= limits.maxWaiters {
-            return .refused(PoolError(.overloaded, "pool \"\(name)\" already has \(waiters.count) jobs waiting (max_waiters = \(limits.maxWaiters)); retry later, or raise max_waiters or max"))
+            return .refused(
+                PoolError(
+                    .overloaded,
+                    "pool \"\(name)\" already has \(waiters.count) jobs waiting (max_waiters = \(limits.maxWaiters)); retry later, or "
+                        + "raise max_waiters or max"
+                ))
         }
         let deadline = now + limits.acquireTimeout
         waiters.append(Waiter(id: waiter, enqueuedAt: now, deadline: deadline))

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSpawn
 import ControlSocket
 import DaemonRuntime
@@ -14,6 +11,10 @@ import PoolCore
 import PoolKit
 import ServiceLifecycle
 import SystemdKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The composition root: builds the pools, the router and the services from a config, runs
 /// them in one `ServiceGroup` until poold has stopped, and unwinds what they leave.
@@ -71,9 +72,8 @@ public final class Daemon: Sendable {
         let leaked = (context.pools.all + context.pools.retired).reduce(0) { $0 + $1.pool.snapshot.open }
         let totals = context.totals
         let elapsed = (context.stopStarted ?? started).duration(to: .now)
-        logger.notice(
-            "stopped after \(elapsed.elapsedDescription): \(totals.finished) jobs finished, \(totals.cancelled) cancelled, \(leaked) leaked",
-            metadata: ["event": "stopped"])
+        let counts = "\(totals.finished) jobs finished, \(totals.cancelled) cancelled, \(leaked) leaked"
+        logger.notice("stopped after \(elapsed.elapsedDescription): \(counts)", metadata: ["event": "stopped"])
     }
 
     /// The services, until the group has stopped. A stop request (signal, `drain --stop`)

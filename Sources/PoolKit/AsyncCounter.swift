@@ -66,7 +66,9 @@ public final class AsyncCounter: Sendable {
     @Sendable
     public func leave() {
         let (next, zero, settled) = state.withLock { state in
-            if let next = state.entering.popFirst() { return (Optional(next), [CheckedContinuation<Void, any Error>](), [CheckedContinuation<Void, Never>]()) }
+            if let next = state.entering.popFirst() {
+                return (Optional(next), [CheckedContinuation<Void, any Error>](), [CheckedContinuation<Void, Never>]())
+            }
             state.count = max(0, state.count - 1)
             guard state.count == 0 else { return (nil, [], []) }
             defer {

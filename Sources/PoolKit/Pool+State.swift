@@ -145,7 +145,7 @@ extension Pool {
 
         @inlinable
         func perform(_ onEvent: @Sendable (PoolEvent) -> Void) {
-            if case let (continuation, work)? = wakeRun { continuation.resume(returning: work) }
+            if case (let continuation, let work)? = wakeRun { continuation.resume(returning: work) }
             for (continuation, outcome) in leases { continuation.resume(with: outcome) }
             for (continuation, value) in finished { continuation.resume(returning: value) }
             for event in events { onEvent(event) }

@@ -93,7 +93,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     func acquire(isolation: isolated (any Actor)? = #isolation, stoppedBy stop: (any StopSource)? = nil) async throws -> Lease {
         if Task.isCancelled { throw CancellationError() }
         let now = now()
-        let fast = modifyStateAndRunActions { state -> (FastLease, Resumptions) in
+        let fast = modifyStateAndRunActionsReturning { state -> (FastLease, Resumptions) in
             let waiter = state.nextWaiter()
             switch state.machine.leaseRequested(waiter, at: now) {
             case .granted(let id, let effects):
@@ -164,7 +164,7 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
     /// `run()` wakes while it is held. A decision the machine refuses (`resize`, `update`) is
     /// thrown out of `body` before anything is applied.
     @inlinable
-    func modifyStateAndRunActions<Value: Sendable, Failure: Error>(
+    func modifyStateAndRunActionsReturning<Value: Sendable, Failure: Error>(
         _ body: (inout State) throws(Failure) -> (Value, Resumptions)
     ) throws(Failure) -> Value {
         let (value, resumptions) = try state.withLock { state throws(Failure) in try body(&state) }
@@ -172,10 +172,11 @@ public final class Pool<Backend: PoolBackend, C: Clock>: Sendable where C.Durati
         return value
     }
 
-    /// `modifyStateAndRunActions` for the decisions that answer nothing but the resumptions.
+    /// `modifyStateAndRunActionsReturning` for the decisions that answer nothing but the
+    /// resumptions.
     @inlinable
     func modifyStateAndRunActions<Failure: Error>(_ body: (inout State) throws(Failure) -> Resumptions) throws(Failure) {
-        try modifyStateAndRunActions { state throws(Failure) in ((), try body(&state)) }
+        try modifyStateAndRunActionsReturning { state throws(Failure) in ((), try body(&state)) }
     }
 
     // MARK: Operations

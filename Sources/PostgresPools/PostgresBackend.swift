@@ -46,7 +46,10 @@ package struct PostgresBackend: PoolBackend {
     /// holds up neither the event loop nor the cooperative pool.
     let files: (any TaskExecutor)?
 
-    package init(settings: PostgresSettings, group: any EventLoopGroup, logger: Logger, credentialsDirectory: String?, files: (any TaskExecutor)? = nil) throws(PoolError) {
+    package init(
+        settings: PostgresSettings, group: any EventLoopGroup, logger: Logger, credentialsDirectory: String?,
+        files: (any TaskExecutor)? = nil
+    ) throws(PoolError) {
         self.files = files
         guard let url = settings.components else {
             throw PoolError(.badConfig, "url \(settings.redactedURL) is not a valid postgres url")
@@ -67,7 +70,9 @@ package struct PostgresBackend: PoolBackend {
             if clientCheckRefused.set() {
                 logger.notice(
                     "server refused client_connection_check_interval; connecting without it",
-                    metadata: ["error": "\(refused.message)", "consequence": "a statement running when poold dies keeps its locks until it ends"])
+                    metadata: [
+                        "error": "\(refused.message)", "consequence": "a statement running when poold dies keeps its locks until it ends",
+                    ])
             }
             return try await open(password: password, checkingClient: false)
         }
@@ -153,18 +158,25 @@ package struct PostgresBackend: PoolBackend {
             let message = Self.describe(psql)
             switch state {
             case "28P01", "28000":
-                return BackendFailure(.authentication, "authentication failed for user \"\(user)\" at \(target.description): \(message) (check password_file or credential)")
+                return BackendFailure(
+                    .authentication,
+                    "authentication failed for user \"\(user)\" at \(target.description): \(message) (check password_file or credential)")
             case "3D000", "42501", "3F000":
                 return BackendFailure(.misconfigured, "\(target.description): \(message)")
             default:
                 return BackendFailure(.transient, "\(target.description): \(message)")
             }
         case .authMechanismRequiresPassword:
-            return BackendFailure(.authentication, "\(target.description) asks for a password for user \"\(user)\": set password_file or credential")
+            return BackendFailure(
+                .authentication, "\(target.description) asks for a password for user \"\(user)\": set password_file or credential")
         case .unsupportedAuthMechanism:
-            return BackendFailure(.misconfigured, "\(target.description) asks for an authentication method poold does not support (use scram-sha-256, md5, password or trust)")
+            return BackendFailure(
+                .misconfigured,
+                "\(target.description) asks for an authentication method poold does not support (use scram-sha-256, md5, password or trust)"
+            )
         case .saslError:
-            return BackendFailure(.authentication, "authentication failed for user \"\(user)\" at \(target.description): \(Self.describe(psql))")
+            return BackendFailure(
+                .authentication, "authentication failed for user \"\(user)\" at \(target.description): \(Self.describe(psql))")
         default:
             return BackendFailure(.transient, "cannot connect to \(target.description): \(Self.describe(psql))")
         }
@@ -178,7 +190,8 @@ package struct PostgresBackend: PoolBackend {
             path = file
         } else if let name = settings.credential {
             guard let directory = credentialsDirectory, !directory.isEmpty else {
-                throw BackendFailure(.misconfigured, "credential \"\(name)\" needs $CREDENTIALS_DIRECTORY (set by systemd's LoadCredential=); it is not set")
+                throw BackendFailure(
+                    .misconfigured, "credential \"\(name)\" needs $CREDENTIALS_DIRECTORY (set by systemd's LoadCredential=); it is not set")
             }
             path = directory + "/" + name
         } else {
@@ -313,7 +326,9 @@ package struct PostgresTarget: Sendable, CustomStringConvertible {
     }
 
     /// A connected channel, with `initialize` run on its pipeline before the first byte.
-    func connect(on eventLoop: any EventLoop, timeout: Duration, initialize: @escaping @Sendable (any Channel) throws -> Void) async throws -> any Channel {
+    func connect(on eventLoop: any EventLoop, timeout: Duration, initialize: @escaping @Sendable (any Channel) throws -> Void) async throws
+        -> any Channel
+    {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.nanoseconds(Int64(timeout.nanoseconds)))
             .channelInitializer { channel in

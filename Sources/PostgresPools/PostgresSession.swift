@@ -1,5 +1,5 @@
-import DaemonRuntime
 import ControlProtocol
+import DaemonRuntime
 import Logging
 import NIOCore
 import NIOPosix
@@ -97,7 +97,7 @@ package final class PostgresSession: Sendable {
         {
             do {
                 return try await run(prepared, binds)
-            } catch where Self.invalidatesPlan(error) {
+            } catch  where Self.invalidatesPlan(error) {
                 // The table changed under the cached plan, or someone deallocated it: forget
                 // it, and run the statement unprepared if no transaction was aborted by this.
                 forget(statement.sql)
@@ -128,7 +128,9 @@ package final class PostgresSession: Sendable {
     /// Rows changed, from a CommandComplete tag (`INSERT 0 3`, `UPDATE 2`); nil for a read.
     static func affected(tag: String) -> Int64? {
         let words = tag.split(separator: " ")
-        guard let command = words.first, ["INSERT", "UPDATE", "DELETE", "MERGE"].contains(command), let last = words.last else { return nil }
+        guard let command = words.first, ["INSERT", "UPDATE", "DELETE", "MERGE"].contains(command), let last = words.last else {
+            return nil
+        }
         return Int64(last)
     }
 

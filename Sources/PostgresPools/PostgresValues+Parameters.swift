@@ -34,7 +34,8 @@ package struct UntypedText: PostgresNonThrowingEncodable {
     package static var psqlType: PostgresDataType { PostgresDataType(0) }
     package static var psqlFormat: PostgresFormat { .text }
 
-    package func encode<JSONEncoder: PostgresJSONEncoder>(into byteBuffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
+    package func encode<JSONEncoder: PostgresJSONEncoder>(into byteBuffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>)
+    {
         byteBuffer.writeString(text)
     }
 }
@@ -125,7 +126,7 @@ extension PostgresValues {
         }
         let parts = chars.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
         guard let whole = parts.first, parts.count <= 2, !(whole.isEmpty && (parts.count == 1 || parts[1].isEmpty)),
-            whole.allSatisfy({ $0.isASCII && $0.isNumber }), (parts.count == 1 || parts[1].allSatisfy({ $0.isASCII && $0.isNumber })),
+            whole.allSatisfy({ $0.isASCII && $0.isNumber }), parts.count == 1 || parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
             chars.count <= 1000
         else { return nil }
         let fraction = parts.count == 2 ? parts[1] : ""
@@ -150,7 +151,8 @@ extension PostgresValues {
         while let last = groups.last, last == 0 { groups.removeLast() }
         if groups.isEmpty { weight = 0 }
         var buffer = ByteBuffer()
-        buffer.writeMultipleIntegers(Int16(groups.count), Int16(weight), UInt16(negative && !groups.isEmpty ? 0x4000 : 0), Int16(fraction.count))
+        buffer.writeMultipleIntegers(
+            Int16(groups.count), Int16(weight), UInt16(negative && !groups.isEmpty ? 0x4000 : 0), Int16(fraction.count))
         for group in groups { buffer.writeInteger(group) }
         return buffer
     }

@@ -246,7 +246,9 @@ package enum PostgresValues {
             let negative = micros < 0
             let m = micros.magnitude
             let seconds = m / 1_000_000
-            let time = "\(pad(Int(seconds / 3600), 2)):\(pad(Int(seconds / 60 % 60), 2)):\(pad(Int(seconds % 60), 2))" + fractionText(Int64(m % 1_000_000))
+            let time =
+                "\(pad(Int(seconds / 3600), 2)):\(pad(Int(seconds / 60 % 60), 2)):\(pad(Int(seconds % 60), 2))"
+                + fractionText(Int64(m % 1_000_000))
             parts.append((negative ? "-" : "") + time)
         }
         return parts.joined(separator: " ")

@@ -175,7 +175,8 @@ package final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannel
             }
             let body = Int(length) - 4
             switch type {
-            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"), UInt8(ascii: "R"), UInt8(ascii: "S"):
+            case UInt8(ascii: "K"), UInt8(ascii: "Z"), UInt8(ascii: "T"), UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "C"),
+                UInt8(ascii: "R"), UInt8(ascii: "S"):
                 let have = pending.readableBytes - 5
                 let n = min(body - have, input.readableBytes)
                 var part = input.readSlice(length: n) ?? ByteBuffer()
@@ -251,15 +252,20 @@ package final class PostgresWireSniffer: ChannelInboundHandler, RemovableChannel
             authMethod = method
             if !requireAuth.allowed.contains(method) {
                 refused = true
-                let asked = switch method {
-                case .password: "the password in cleartext"
-                case .md5: "an MD5 hash of the password"
-                case .scramSHA256: "SCRAM-SHA-256 authentication"
-                case .gss: "GSSAPI (Kerberos) authentication"
-                case .sspi: "SSPI authentication"
-                case .none: "nothing (it let poold in unauthenticated)"
-                }
-                wire.set(authRefusal: "the server asked for \(asked), which require_auth = \"\(requireAuth.text)\" does not allow; poold sent no password (fix the server's pg_hba.conf, or require_auth)")
+                let asked =
+                    switch method {
+                    case .password: "the password in cleartext"
+                    case .md5: "an MD5 hash of the password"
+                    case .scramSHA256: "SCRAM-SHA-256 authentication"
+                    case .gss: "GSSAPI (Kerberos) authentication"
+                    case .sspi: "SSPI authentication"
+                    case .none: "nothing (it let poold in unauthenticated)"
+                    }
+                wire.set(
+                    authRefusal:
+                        "the server asked for \(asked), which require_auth = \"\(requireAuth.text)\" does not allow; poold sent no "
+                        + "password (fix the server's pg_hba.conf, or require_auth)"
+                )
             }
         default:
             break

@@ -1,5 +1,5 @@
-import DaemonRuntime
 import ControlProtocol
+import DaemonRuntime
 import PoolCore
 import PoolKit
 import SQLiteSandbox
@@ -23,7 +23,10 @@ package struct SQLiteBackend: PoolBackend {
 
     package func open() async throws -> SQLiteConnection {
         guard let thread = ConnectionThread(pool: threads) else {
-            throw BackendFailure("cannot start a thread for a connection of pool \"\(pool)\": the system refused; raise the unit's TasksMax= (or ulimit -u), or lower max")
+            throw BackendFailure(
+                "cannot start a thread for a connection of pool \"\(pool)\": the system refused; raise the unit's TasksMax= (or ulimit "
+                    + "-u), or lower max"
+            )
         }
         do {
             return try await withTaskExecutorPreference(thread) { [path, busyTimeout] in
@@ -71,7 +74,9 @@ extension SQLiteConnection {
     /// A stop (deadline, `cancel`, disconnect) or a cancellation interrupts the running
     /// statement; the call returns as soon as SQLite notices.
     /// `adhoc`: a client's own SQL, run in the sandbox (`SQLiteSandbox`); named jobs are not.
-    package func run(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool, stop: (any StopSource)? = nil) async throws -> [StatementResult] {
+    package func run(_ statements: [SQLStatement], transaction: Bool, adhoc: Bool, stop: (any StopSource)? = nil) async throws
+        -> [StatementResult]
+    {
         clearInterrupt()
         // A stop (timeout, cancel) interrupts the statement; one that came already does so now.
         stop?.onStop { [self] in interrupt() }

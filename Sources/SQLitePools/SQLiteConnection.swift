@@ -61,10 +61,12 @@ package final class SQLiteConnection: @unchecked Sendable {
         let connection = SQLiteConnection(handle: db, stop: stop, sandbox: sandbox, path: path, thread: thread)
         sqlite3_busy_timeout(db, Int32(clamping: busyTimeout.milliseconds))
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_progress_handler(db, 1000, { context in
-            guard let context else { return 0 }
-            return Unmanaged<InterruptFlag>.fromOpaque(context).takeUnretainedValue().isSet ? 1 : 0
-        }, Unmanaged.passUnretained(stop).toOpaque())
+        sqlite3_progress_handler(
+            db, 1000,
+            { context in
+                guard let context else { return 0 }
+                return Unmanaged<InterruptFlag>.fromOpaque(context).takeUnretainedValue().isSet ? 1 : 0
+            }, Unmanaged.passUnretained(stop).toOpaque())
         do {
             _ = try connection.execute(SQLStatement(sql: "PRAGMA journal_mode = WAL"))
             _ = try connection.execute(SQLStatement(sql: "PRAGMA synchronous = NORMAL"))
@@ -135,14 +137,14 @@ package final class SQLiteConnection: @unchecked Sendable {
                 let extraRC = sqlite3_prepare_v3(handle, rest, -1, 0, &extra, &next)
                 if extra != nil {
                     sqlite3_finalize(extra)
-                    return SQLITE_MISUSE_SECOND_STATEMENT
+                    return sqliteMisuseSecondStatement
                 }
                 guard extraRC == SQLITE_OK, let next, next != rest else { break }
                 rest = next
             }
             return rc
         }
-        if rc == SQLITE_MISUSE_SECOND_STATEMENT {
+        if rc == sqliteMisuseSecondStatement {
             sqlite3_finalize(stmt)
             throw .badRequest("\"sql\" must hold one statement; send several as a \"batch\"")
         }
@@ -156,7 +158,10 @@ package final class SQLiteConnection: @unchecked Sendable {
     private func run(_ stmt: OpaquePointer, _ statement: SQLStatement) throws(SQLiteFailure) -> StatementResult {
         let expected = Int(sqlite3_bind_parameter_count(stmt))
         if expected != statement.params.count {
-            throw .badRequest("the statement has \(expected) placeholder\(expected == 1 ? "" : "s") but \(statement.params.count) param\(statement.params.count == 1 ? " was" : "s were") given")
+            throw .badRequest(
+                "the statement has \(expected) placeholder\(expected == 1 ? "" : "s") but \(statement.params.count) "
+                    + "param\(statement.params.count == 1 ? " was" : "s were") given"
+            )
         }
         for (index, value) in statement.params.enumerated() {
             let position = Int32(index + 1)
@@ -166,13 +171,13 @@ package final class SQLiteConnection: @unchecked Sendable {
             case .bool(let b): bindRC = sqlite3_bind_int64(stmt, position, b ? 1 : 0)
             case .int(let i): bindRC = sqlite3_bind_int64(stmt, position, i)
             case .double(let d): bindRC = sqlite3_bind_double(stmt, position, d)
-            case .text(let s): bindRC = sqlite3_bind_text(stmt, position, s, -1, SQLITE_TRANSIENT)
+            case .text(let s): bindRC = sqlite3_bind_text(stmt, position, s, -1, sqliteTransient)
             case .blob(let bytes):
                 bindRC = bytes.withUnsafeBytes { raw in
-                    sqlite3_bind_blob64(stmt, position, raw.baseAddress, sqlite3_uint64(raw.count), SQLITE_TRANSIENT)
+                    sqlite3_bind_blob64(stmt, position, raw.baseAddress, sqlite3_uint64(raw.count), sqliteTransient)
                 }
             case .json(let value):
-                bindRC = sqlite3_bind_text(stmt, position, JSON.encode(value), -1, SQLITE_TRANSIENT)
+                bindRC = sqlite3_bind_text(stmt, position, JSON.encode(value), -1, sqliteTransient)
             }
             guard bindRC == SQLITE_OK else { throw failure(bindRC) }
         }
@@ -243,7 +248,8 @@ package final class SQLiteConnection: @unchecked Sendable {
         case SQLITE_BUSY:
             message += " (another connection held the lock past busy_timeout; retry, or raise busy_timeout)"
         case SQLITE_FULL:
-            message += " (the filesystem holding \(path) has no space left; free space there, then retry: nothing of this statement was kept)"
+            message +=
+                " (the filesystem holding \(path) has no space left; free space there, then retry: nothing of this statement was kept)"
         case SQLITE_IOERR:
             message += " (reading or writing \(path) failed; check the disk and the kernel log)"
         default:
@@ -286,10 +292,10 @@ package final class SQLiteConnection: @unchecked Sendable {
 }
 
 /// A private result code for "the SQL holds a second statement".
-private let SQLITE_MISUSE_SECOND_STATEMENT: Int32 = -2
+private let sqliteMisuseSecondStatement: Int32 = -2
 
-/// `SQLITE_TRANSIENT`: SQLite copies bound text and blobs before the call returns.
-private let SQLITE_TRANSIENT = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+/// SQLite's `SQLITE_TRANSIENT`: SQLite copies bound text and blobs before the call returns.
+private let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// Set by `interrupt()`, read by SQLite's progress handler on the thread running the statement.
 package final class InterruptFlag: Sendable {

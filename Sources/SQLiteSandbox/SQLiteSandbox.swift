@@ -33,7 +33,9 @@ public final class SQLiteSandbox: @unchecked Sendable {
     public static let maxValueBytes = 16 << 20
 
     /// What a denied client is told.
-    public static let denialHint = "ad-hoc SQL may not attach databases, set pragmas, create temporary or virtual tables, read sqlite_stmt or sqlite_dbpage, or call load_extension or fts3_tokenizer; a named job in the config may (but never fts3_tokenizer)"
+    public static let denialHint =
+        "ad-hoc SQL may not attach databases, set pragmas, create temporary or virtual tables, read sqlite_stmt or sqlite_dbpage, or call "
+        + "load_extension or fts3_tokenizer; a named job in the config may (but never fts3_tokenizer)"
 
     /// Pragmas an ad-hoc statement may use, to read (never to set) what the schema holds.
     static let readOnlyPragmas: Set<String> = [
@@ -95,12 +97,17 @@ public final class SQLiteSandbox: @unchecked Sendable {
     }
 
     /// The authorizer SQLite calls, with the sandbox as its context.
-    static let callback: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Int32 = {
-        context, action, first, second, database, _ in
-        guard let context else { return SQLITE_DENY }
-        let sandbox = Unmanaged<SQLiteSandbox>.fromOpaque(context).takeUnretainedValue()
-        return sandbox.authorize(action, first.map { String(cString: $0) }, second.map { String(cString: $0) }, database: database.map { String(cString: $0) })
-    }
+    static let callback:
+        @convention(c) (
+            UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?
+        ) -> Int32 = {
+            context, action, first, second, database, _ in
+            guard let context else { return SQLITE_DENY }
+            let sandbox = Unmanaged<SQLiteSandbox>.fromOpaque(context).takeUnretainedValue()
+            return sandbox.authorize(
+                action, first.map { String(cString: $0) }, second.map { String(cString: $0) },
+                database: database.map { String(cString: $0) })
+        }
 
     /// Installs the sandbox and the connection-wide limits on a newly opened connection: the
     /// authorizer, defensive mode (no writes to the schema or to shadow tables), an untrusted

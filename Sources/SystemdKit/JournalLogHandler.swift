@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSystemd
 public import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A swift-log handler that writes native journal entries through `sd_journal_sendv`, so
 /// that `journalctl -u poold POOLD_POOL=main` and `-o json` see structured fields.

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CSystemd
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The Swift face of libsystemd's daemon API: notify, watchdog, listen fds.
 ///
@@ -48,7 +49,7 @@ public enum Systemd {
 
     /// Whether fd is a listening Unix stream socket (what poold's control socket must be).
     public static func isUnixStreamListener(_ fd: Int32) -> Bool {
-        sd_is_socket_unix(fd, SOCK_STREAM_VALUE, 1, nil, 0) > 0
+        sd_is_socket_unix(fd, sockStreamValue, 1, nil, 0) > 0
     }
 
     /// CLOCK_MONOTONIC in microseconds, as systemd's `MONOTONIC_USEC=` and `EXTEND_TIMEOUT_USEC=` count.
@@ -70,4 +71,4 @@ public enum Systemd {
     }
 }
 
-private let SOCK_STREAM_VALUE = Int32(SOCK_STREAM.rawValue)
+private let sockStreamValue = Int32(SOCK_STREAM.rawValue)

@@ -68,7 +68,9 @@ struct Run: ParsableCommand {
             var wait: Int64 = 0
             if case .int(let q)? = timing["queue_us"] { wait += q }
             if case .int(let a)? = timing["acquire_us"] { wait += a }
-            printError("job \(reply["job"].map(Format.text) ?? "?"): waited \(Format.duration(micros: wait)), ran \(Format.duration(micros: exec))")
+            printError(
+                "job \(reply["job"].map(Format.text) ?? "?"): waited \(Format.duration(micros: wait)), ran \(Format.duration(micros: exec))"
+            )
         }
     }
 
@@ -156,7 +158,9 @@ struct Resize: ParsableCommand {
         if let min { request["min"] = .int(Int64(min)) }
         if let max { request["max"] = .int(Int64(max)) }
         let reply = try connection.send(request)
-        if !connection.json { print("pool \(pool): min \(reply["min"].map(Format.text) ?? "?"), max \(reply["max"].map(Format.text) ?? "?")") }
+        if !connection.json {
+            print("pool \(pool): min \(reply["min"].map(Format.text) ?? "?"), max \(reply["max"].map(Format.text) ?? "?")")
+        }
     }
 }
 
@@ -190,7 +194,10 @@ struct Drain: ParsableCommand {
         let reply = try connection.send(request)
         guard !connection.json else { return }
         if stop {
-            print("poold stopped: \(reply["finished"].map(Format.text) ?? "0") jobs finished, \(reply["cancelled"].map(Format.text) ?? "0") cancelled")
+            print(
+                "poold stopped: \(reply["finished"].map(Format.text) ?? "0") jobs finished, \(reply["cancelled"].map(Format.text) ?? "0") "
+                    + "cancelled"
+            )
         } else {
             print("drained: \(reply["finished"].map(Format.text) ?? "0") jobs finished; resume with poolctl resume")
         }

@@ -35,7 +35,9 @@ struct Status: ParsableCommand {
         }
         if case .object(let reload)? = reply["last_reload"] {
             let ok = reload["ok"] == .bool(true)
-            rows.append(["last reload", "\(reload["at"].map(Format.text) ?? "?") \(ok ? "ok" : "failed: \(reload["error"].map(Format.text) ?? "")")"])
+            rows.append([
+                "last reload", "\(reload["at"].map(Format.text) ?? "?") \(ok ? "ok" : "failed: \(reload["error"].map(Format.text) ?? "")")",
+            ])
         } else {
             rows.append(["last reload", "never"])
         }
@@ -79,7 +81,10 @@ struct Jobs: ParsableCommand {
             if case .int(let ms)? = j["age_ms"] { age = Format.duration(micros: ms * 1000) }
             return [j["job"].map(Format.text) ?? "-", j["pool"].map(Format.text) ?? "-", j["state"].map(Format.text) ?? "-", age, peer]
         }
-        if rows.isEmpty { print("no jobs in flight"); return }
+        if rows.isEmpty {
+            print("no jobs in flight")
+            return
+        }
         print(Format.table(rows, header: ["JOB", "POOL", "STATE", "AGE", "PEER"]), terminator: "")
     }
 }
@@ -112,7 +117,10 @@ struct Stats: ParsableCommand {
                 p("exec_us", "max"),
             ])
         }
-        print(Format.table(rows, header: ["POOL", "OK", "FAILED", "TIMED OUT", "CANCELLED", "OVERLOADED", "WAIT p50/p99", "EXEC p50/p99", "EXEC MAX"]), terminator: "")
+        print(
+            Format.table(
+                rows, header: ["POOL", "OK", "FAILED", "TIMED OUT", "CANCELLED", "OVERLOADED", "WAIT p50/p99", "EXEC p50/p99", "EXEC MAX"]),
+            terminator: "")
     }
 }
 

@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
 import ControlClient
 import ControlProtocol
 import PoolCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// poolctl: a client of poold's control protocol v1. Exit codes: 0 ok, 1 the job or command
 /// failed, 2 usage, 3 daemon unreachable, 4 timed out.

@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
+import ExecPools
 import Logging
 import PoolConfig
 import PoolCore
-import ExecPools
 import PoolDaemon
 import SystemdKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// poold: parse arguments, load the config, run the daemon. Nothing else lives here.
 @main
@@ -15,7 +16,8 @@ struct Poold: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "poold",
         abstract: "Owns bounded pools of database connections and workers, and runs jobs on them.",
-        discussion: "Talk to it with poolctl over its control socket. Stops on SIGTERM/SIGINT (a second one skips the grace); reloads on SIGHUP.",
+        discussion:
+            "Talk to it with poolctl over its control socket. Stops on SIGTERM/SIGINT (a second one skips the grace); reloads on SIGHUP.",
         version: Daemon.version
     )
 

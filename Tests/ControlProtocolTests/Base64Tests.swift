@@ -30,7 +30,10 @@ struct Base64Tests {
 
     @Test(
         "padding is required; other alphabets, whitespace and misplaced = are refused",
-        arguments: ["Zg", "Zg=", "Zm8", "Z===", "====", "=Zg=", "Zm9v\n", " Zm9v", "Zm-v", "Zm_v", "Zm9=v===", "Zm=v", "Zg==Zg==", "Zm9vYg=", "é==="]
+        arguments: [
+            "Zg", "Zg=", "Zm8", "Z===", "====", "=Zg=", "Zm9v\n", " Zm9v", "Zm-v", "Zm_v", "Zm9=v===", "Zm=v", "Zg==Zg==", "Zm9vYg=",
+            "é===",
+        ]
     )
     func invalid(text: String) {
         #expect(Base64.decode(text) == nil)

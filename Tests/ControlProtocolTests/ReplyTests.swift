@@ -40,7 +40,8 @@ struct ReplyTests {
             ])
         #expect(
             text(reply)
-                == #"{"id":7,"ok":true,"job":1532,"columns":["?1 + 1"],"rows":[[42]],"affected":null,"timing":{"queue_us":3,"acquire_us":12,"exec_us":85}}"#
+                == #"{"id":7,"ok":true,"job":1532,"columns":["?1 + 1"],"rows":[[42]],"affected":null,"timing":{"queue_us":3,"#
+                + #""acquire_us":12,"exec_us":85}}"#
                 + "\n")
         let fields: JSONObject = ["min": 1, "max": 8]
         #expect(text(Reply.ok(id: .string("r"), fields: fields)) == "{\"id\":\"r\",\"ok\":true,\"min\":1,\"max\":8}\n")
@@ -65,7 +66,8 @@ struct ReplyTests {
                 Reply.error(
                     id: .string("q"), code: .sqlError, message: "constraint failed", job: 4,
                     detail: ["sqlite_code": 19, "sqlite_name": "SQLITE_CONSTRAINT"]))
-                == #"{"id":"q","ok":false,"job":4,"error":{"code":"sql_error","message":"constraint failed","detail":{"sqlite_code":19,"sqlite_name":"SQLITE_CONSTRAINT"}}}"#
+                == #"{"id":"q","ok":false,"job":4,"error":{"code":"sql_error","message":"constraint failed","detail":{"sqlite_code":19,"#
+                + #""sqlite_name":"SQLITE_CONSTRAINT"}}}"#
                 + "\n")
         #expect(
             text(Reply.error(id: .int(1), code: .sqlError, message: "m", detail: ["index": 2]))
@@ -77,7 +79,8 @@ struct ReplyTests {
         #expect(Reply.error(id: .int(2), PoolError(.overloaded, "busy")) == Reply.error(id: .int(2), code: .overloaded, message: "busy"))
         #expect(
             text(Reply.tooLarge())
-                == #"{"id":null,"ok":false,"error":{"code":"too_large","message":"request line exceeds 1048576 bytes; the connection will be closed"}}"#
+                == #"{"id":null,"ok":false,"error":{"code":"too_large","#
+                + #""message":"request line exceeds 1048576 bytes; the connection will be closed"}}"#
                 + "\n")
     }
 
@@ -89,7 +92,10 @@ struct ReplyTests {
 
     @Test(
         "ids are echoed with their type",
-        arguments: [RequestID.int(0), .int(-1), .int(.max), .string(""), .string("42"), .string("é😀\u{2028}\"\\"), .string(String(repeating: "z", count: 256))]
+        arguments: [
+            RequestID.int(0), .int(-1), .int(.max), .string(""), .string("42"), .string("é😀\u{2028}\"\\"),
+            .string(String(repeating: "z", count: 256)),
+        ]
     )
     func echoedIDs(id: RequestID) {
         for reply in [Reply.pong(id: id), Reply.ok(id: id, [("a", 1)]), Reply.error(id: id, code: .noSuchPool, message: "m", job: 1)] {
@@ -103,7 +109,8 @@ struct ReplyTests {
         var generator = ValueGenerator(seed: 11)
         for _ in 0..<500 {
             let message = generator.string() + "\n\u{0}\u{1b}[31m\u{2029}\"}" + generator.string()
-            let object = parsed(Reply.error(id: .string(generator.string()), code: .backend, message: message, detail: ["m": .string(message)]))
+            let object = parsed(
+                Reply.error(id: .string(generator.string()), code: .backend, message: message, detail: ["m": .string(message)]))
             guard case .object(let error)? = object?["error"] else {
                 Issue.record("no error object")
                 return

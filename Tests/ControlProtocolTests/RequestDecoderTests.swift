@@ -58,7 +58,7 @@ struct RequestDecoderTests {
 
     @Test("a lone surrogate escape is bad_request", arguments: [#""\ud800""#, #""\udc00x""#])
     func loneSurrogate(text: String) {
-        let error = refusal(#"{"id":1,"op":"run","pool":"p","sql":"SELECT ?","params":["#  + text + "]}")
+        let error = refusal(#"{"id":1,"op":"run","pool":"p","sql":"SELECT ?","params":["# + text + "]}")
         #expect(error?.code == .badRequest)
         #expect(error?.id == nil)
         #expect(error?.message.contains("lone surrogate") == true)
@@ -128,7 +128,8 @@ struct RequestDecoderTests {
         #expect(refusal(#"{"op":null}"#)?.code == .badRequest)
         #expect(
             refusal(#"{"id":1,"op":"pign"}"#)
-                == RequestError(id: .int(1), code: .unknownOp, message: #"unknown op "pign" (did you mean "ping"?); valid ops: "# + validOps))
+                == RequestError(
+                    id: .int(1), code: .unknownOp, message: #"unknown op "pign" (did you mean "ping"?); valid ops: "# + validOps))
         #expect(
             refusal(#"{"op":"launch"}"#)
                 == RequestError(id: nil, code: .unknownOp, message: #"unknown op "launch"; valid ops: "# + validOps))
@@ -136,7 +137,9 @@ struct RequestDecoderTests {
         #expect(refusal(#"{"op":""}"#)?.code == .unknownOp)
     }
 
-    @Test("the ops without fields", arguments: [("ping", Command.ping), ("status", .status), ("pools", .pools), ("metrics", .metrics), ("reload", .reload)])
+    @Test(
+        "the ops without fields",
+        arguments: [("ping", Command.ping), ("status", .status), ("pools", .pools), ("metrics", .metrics), ("reload", .reload)])
     func fieldlessOps(name: String, command: Command) {
         let decoded = request(#"{"id":3,"op":""# + name + #""}"#)
         #expect(decoded == ControlRequest(id: .int(3), command: command))
@@ -171,7 +174,8 @@ struct RequestDecoderTests {
                     message: #"unknown field "timout_ms" for op "run" (did you mean "timeout_ms"?)"#, op: .run))
         #expect(refusal(#"{"op":"jobs","pol":"main"}"#)?.message == #"unknown field "pol" for op "jobs" (did you mean "pool"?)"#)
         #expect(refusal(#"{"op":"jobs","Pool":"main"}"#)?.message == #"unknown field "Pool" for op "jobs" (did you mean "pool"?)"#)
-        #expect(refusal(#"{"op":"run","pool":"p","sql":"x","trasnaction":true}"#)?.message.contains(#"did you mean "transaction"?"#) == true)
+        #expect(
+            refusal(#"{"op":"run","pool":"p","sql":"x","trasnaction":true}"#)?.message.contains(#"did you mean "transaction"?"#) == true)
         #expect(
             refusal(#"{"op":"jobs","owner":"me"}"#)?.message
                 == #"unknown field "owner" for op "jobs" (it takes "pool", besides "id" and "op")"#)
@@ -242,12 +246,17 @@ struct RequestDecoderTests {
 
     @Test("run with sql: pool, statement, params of every scalar type, transaction, timeout")
     func runSQL() {
-        let line = #"{"id":7,"op":"run","pool":"main","sql":"SELECT ?1 + 1","params":[41,1.5,"s",true,null,{"base64":"AAH/"}],"transaction":true,"timeout_ms":2000}"#
+        let line =
+            #"{"id":7,"op":"run","pool":"main","sql":"SELECT ?1 + 1","params":[41,1.5,"s",true,null,{"base64":"AAH/"}],"transaction":true,"#
+            + #""timeout_ms":2000}"#
         let expected = ControlRequest(
             id: .int(7),
             command: .runSQL(
                 pool: "main",
-                statements: [SQLStatement(sql: "SELECT ?1 + 1", params: [.int(41), .double(1.5), .text("s"), .bool(true), .null, .blob([0, 1, 255])])],
+                statements: [
+                    SQLStatement(
+                        sql: "SELECT ?1 + 1", params: [.int(41), .double(1.5), .text("s"), .bool(true), .null, .blob([0, 1, 255])])
+                ],
                 isBatch: false, transaction: true, timeoutMs: 2000))
         #expect(request(line) == expected)
         #expect(request(line)?.op == .run)
@@ -255,46 +264,71 @@ struct RequestDecoderTests {
             request(#"{"op":"run","pool":"main","sql":"SELECT 1"}"#)?.command
                 == .runSQL(pool: "main", statements: [SQLStatement(sql: "SELECT 1")], isBatch: false, transaction: false, timeoutMs: nil))
         #expect(request(#"{"op":"run","pool":"main","sql":"x","params":[]}"#) != nil)
-        #expect(request(#"{"op":"run","pool":"main","sql":"x","params":[{"base64":""}]}"#)?.command == .runSQL(pool: "main", statements: [SQLStatement(sql: "x", params: [.blob([])])], isBatch: false, transaction: false, timeoutMs: nil))
+        #expect(
+            request(#"{"op":"run","pool":"main","sql":"x","params":[{"base64":""}]}"#)?.command
+                == .runSQL(
+                    pool: "main", statements: [SQLStatement(sql: "x", params: [.blob([])])], isBatch: false, transaction: false,
+                    timeoutMs: nil))
     }
 
     @Test("run with batch: entries with their own params")
     func runBatch() {
-        let line = #"{"op":"run","pool":"main","batch":[{"sql":"INSERT INTO t VALUES (?)","params":[1]},{"sql":"DELETE FROM t"}],"transaction":true}"#
+        let line =
+            #"{"op":"run","pool":"main","batch":[{"sql":"INSERT INTO t VALUES (?)","params":[1]},{"sql":"DELETE FROM t"}],"#
+            + #""transaction":true}"#
         #expect(
             request(line)?.command
                 == .runSQL(
                     pool: "main",
                     statements: [SQLStatement(sql: "INSERT INTO t VALUES (?)", params: [.int(1)]), SQLStatement(sql: "DELETE FROM t")],
                     isBatch: true, transaction: true, timeoutMs: nil))
-        #expect(request(#"{"op":"run","pool":"p","batch":[{"sql":"x"}]}"#)?.command == .runSQL(pool: "p", statements: [SQLStatement(sql: "x")], isBatch: true, transaction: false, timeoutMs: nil))
+        #expect(
+            request(#"{"op":"run","pool":"p","batch":[{"sql":"x"}]}"#)?.command
+                == .runSQL(pool: "p", statements: [SQLStatement(sql: "x")], isBatch: true, transaction: false, timeoutMs: nil))
     }
 
     @Test(
         "run (SQL) refusals say what is wrong",
         arguments: [
-            (#"{"op":"run","pool":"p","sql":"x","batch":[{"sql":"y"}]}"#,
-             #""sql" and "batch" cannot both be given: send one statement as "sql" or several as "batch""#),
-            (#"{"op":"run","pool":"p"}"#,
-             #"run needs "pool" and "sql" (or "batch") for a SQL pool, "pool" and "input" for an exec pool, or "job" for a named job"#),
-            (#"{"op":"run"}"#,
-             #"run needs "pool" and "sql" (or "batch") for a SQL pool, "pool" and "input" for an exec pool, or "job" for a named job"#),
-            (#"{"op":"run","pool":"p","batch":[{"sql":"y"}],"params":[1]}"#,
-             #""params" cannot be used with "batch": give each entry its own, as in {"sql": …, "params": […]}"#),
+            (
+                #"{"op":"run","pool":"p","sql":"x","batch":[{"sql":"y"}]}"#,
+                #""sql" and "batch" cannot both be given: send one statement as "sql" or several as "batch""#
+            ),
+            (
+                #"{"op":"run","pool":"p"}"#,
+                #"run needs "pool" and "sql" (or "batch") for a SQL pool, "pool" and "input" for an exec pool, or "job" for a named job"#
+            ),
+            (
+                #"{"op":"run"}"#,
+                #"run needs "pool" and "sql" (or "batch") for a SQL pool, "pool" and "input" for an exec pool, or "job" for a named job"#
+            ),
+            (
+                #"{"op":"run","pool":"p","batch":[{"sql":"y"}],"params":[1]}"#,
+                #""params" cannot be used with "batch": give each entry its own, as in {"sql": …, "params": […]}"#
+            ),
             (#"{"op":"run","sql":"x"}"#, #"run needs "pool": the pool to run the SQL on"#),
             (#"{"op":"run","pool":"","sql":"x"}"#, #""pool" must be a non-empty string naming a pool (got "")"#),
             (#"{"op":"run","pool":"p","sql":""}"#, #""sql" must be a non-empty string of SQL (got "")"#),
             (#"{"op":"run","pool":"p","sql":["x"]}"#, #""sql" must be a non-empty string of SQL (got an array)"#),
-            (#"{"op":"run","pool":"p","sql":"x","params":{"a":1}}"#,
-             #""params" must be an array of scalars or {"base64": …} blobs (got an object)"#),
+            (
+                #"{"op":"run","pool":"p","sql":"x","params":{"a":1}}"#,
+                #""params" must be an array of scalars or {"base64": …} blobs (got an object)"#
+            ),
             (#"{"op":"run","pool":"p","sql":"x","params":[1,2,[3]]}"#, #"params[2] must be a scalar or {"base64": …} (got an array)"#),
-            (#"{"op":"run","pool":"p","sql":"x","params":[{"b64":"AA=="}]}"#, #"params[0] must be a scalar or {"base64": …} (got an object)"#),
-            (#"{"op":"run","pool":"p","sql":"x","params":[{"base64":"AA==","x":1}]}"#,
-             #"params[0] must be a scalar or {"base64": …} (got an object)"#),
+            (
+                #"{"op":"run","pool":"p","sql":"x","params":[{"b64":"AA=="}]}"#,
+                #"params[0] must be a scalar or {"base64": …} (got an object)"#
+            ),
+            (
+                #"{"op":"run","pool":"p","sql":"x","params":[{"base64":"AA==","x":1}]}"#,
+                #"params[0] must be a scalar or {"base64": …} (got an object)"#
+            ),
             (#"{"op":"run","pool":"p","sql":"x","params":[{}]}"#, #"params[0] must be a scalar or {"base64": …} (got an object)"#),
             (#"{"op":"run","pool":"p","sql":"x","params":[{"base64":7}]}"#, #"params[0].base64 must be a string of base64 (got 7)"#),
-            (#"{"op":"run","pool":"p","sql":"x","params":[{"base64":"AA="}]}"#,
-             #"params[0].base64 is not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with = to a multiple of 4)"#),
+            (
+                #"{"op":"run","pool":"p","sql":"x","params":[{"base64":"AA="}]}"#,
+                #"params[0].base64 is not valid base64 (standard alphabet A-Z a-z 0-9 + /, padded with = to a multiple of 4)"#
+            ),
             (#"{"op":"run","pool":"p","sql":"x","timeout_ms":"fast"}"#, #""timeout_ms" must be an integer ≥ 1 (got "fast")"#),
             (#"{"op":"run","pool":"p","sql":"x","timeout_ms":0}"#, #""timeout_ms" must be an integer ≥ 1 (got 0)"#),
             (#"{"op":"run","pool":"p","sql":"x","timeout_ms":-5}"#, #""timeout_ms" must be an integer ≥ 1 (got -5)"#),
@@ -302,18 +336,26 @@ struct RequestDecoderTests {
             (#"{"op":"run","pool":"p","sql":"x","timeout_ms":null}"#, #""timeout_ms" must be an integer ≥ 1 (got null)"#),
             (#"{"op":"run","pool":"p","sql":"x","transaction":"yes"}"#, #""transaction" must be true or false (got "yes")"#),
             (#"{"op":"run","pool":"p","batch":[]}"#, #""batch" must not be empty: give at least one {"sql": …, "params": […]}"#),
-            (#"{"op":"run","pool":"p","batch":"x"}"#,
-             #""batch" must be a non-empty array of {"sql": …, "params": […]} objects (got "x")"#),
+            (
+                #"{"op":"run","pool":"p","batch":"x"}"#,
+                #""batch" must be a non-empty array of {"sql": …, "params": […]} objects (got "x")"#
+            ),
             (#"{"op":"run","pool":"p","batch":[{"sql":"x"},"y"]}"#, #"batch[1] must be an object {"sql": …, "params": […]} (got "y")"#),
             (#"{"op":"run","pool":"p","batch":[{"sql":"x"},{"sqll":"y"}]}"#, #"unknown field "sqll" in batch[1] (did you mean "sql"?)"#),
-            (#"{"op":"run","pool":"p","batch":[{"sql":"x","timeout_ms":1}]}"#,
-             #"unknown field "timeout_ms" in batch[0] (an entry takes "sql" and "params")"#),
+            (
+                #"{"op":"run","pool":"p","batch":[{"sql":"x","timeout_ms":1}]}"#,
+                #"unknown field "timeout_ms" in batch[0] (an entry takes "sql" and "params")"#
+            ),
             (#"{"op":"run","pool":"p","batch":[{"params":[1]}]}"#, #"batch[0] needs "sql""#),
             (#"{"op":"run","pool":"p","batch":[{"sql":7}]}"#, #"batch[0].sql must be a non-empty string of SQL (got 7)"#),
-            (#"{"op":"run","pool":"p","batch":[{"sql":"x"},{"sql":"y","params":[[]]}]}"#,
-             #"batch[1].params[0] must be a scalar or {"base64": …} (got an array)"#),
-            (#"{"op":"run","pool":"p","batch":[{"sql":"y","params":1}]}"#,
-             #""batch[0].params" must be an array of scalars or {"base64": …} blobs (got 1)"#),
+            (
+                #"{"op":"run","pool":"p","batch":[{"sql":"x"},{"sql":"y","params":[[]]}]}"#,
+                #"batch[1].params[0] must be a scalar or {"base64": …} (got an array)"#
+            ),
+            (
+                #"{"op":"run","pool":"p","batch":[{"sql":"y","params":1}]}"#,
+                #""batch[0].params" must be an array of scalars or {"base64": …} blobs (got 1)"#
+            ),
         ]
     )
     func runSQLRefusals(line: String, message: String) {
@@ -328,7 +370,9 @@ struct RequestDecoderTests {
     func runNamed() {
         #expect(
             request(#"{"id":"n","op":"run","job":"purge","params":["2024-01-01",{"base64":"Zm9v"}],"timeout_ms":100}"#)
-                == ControlRequest(id: .string("n"), command: .runNamed(job: "purge", params: [.text("2024-01-01"), .blob(Array("foo".utf8))], timeoutMs: 100)))
+                == ControlRequest(
+                    id: .string("n"),
+                    command: .runNamed(job: "purge", params: [.text("2024-01-01"), .blob(Array("foo".utf8))], timeoutMs: 100)))
         #expect(request(#"{"op":"run","job":"purge"}"#)?.command == .runNamed(job: "purge", params: [], timeoutMs: nil))
     }
 
@@ -348,7 +392,9 @@ struct RequestDecoderTests {
     func runNamedName() {
         #expect(refusal(#"{"op":"run","job":""}"#)?.message == #""job" must be a non-empty string naming a configured job (got "")"#)
         #expect(refusal(#"{"op":"run","job":12}"#)?.message == #""job" must be a non-empty string naming a configured job (got 12)"#)
-        #expect(refusal(#"{"op":"run","job":"purge","params":[[1]]}"#)?.message == #"params[0] must be a scalar or {"base64": …} (got an array)"#)
+        #expect(
+            refusal(#"{"op":"run","job":"purge","params":[[1]]}"#)?.message
+                == #"params[0] must be a scalar or {"base64": …} (got an array)"#)
     }
 
     @Test("run with input: an exec job takes any JSON")
@@ -357,7 +403,8 @@ struct RequestDecoderTests {
             request(#"{"op":"run","pool":"workers","input":{"task":"resize","sizes":[1,2]},"timeout_ms":50}"#)?.command
                 == .runExec(pool: "workers", input: ["task": "resize", "sizes": [1, 2]], timeoutMs: 50))
         #expect(request(#"{"op":"run","pool":"workers","input":null}"#)?.command == .runExec(pool: "workers", input: .null, timeoutMs: nil))
-        #expect(request(#"{"op":"run","pool":"workers","input":"text"}"#)?.command == .runExec(pool: "workers", input: "text", timeoutMs: nil))
+        #expect(
+            request(#"{"op":"run","pool":"workers","input":"text"}"#)?.command == .runExec(pool: "workers", input: "text", timeoutMs: nil))
     }
 
     @Test("an exec job refuses sql, batch, params and transaction", arguments: ["sql", "batch", "params", "transaction"])

@@ -52,7 +52,9 @@ struct AbuseTests {
             refused = try? Metrics.value("poold_control_connections_refused_total", from: daemon)
             return refused != nil
         }
-        #expect((refused ?? 0) >= 20, "counted in metrics (with any metrics request refused while the slot freed): \(String(describing: refused))")
+        #expect(
+            (refused ?? 0) >= 20,
+            "counted in metrics (with any metrics request refused while the slot freed): \(String(describing: refused))")
         for client in idle { client.close() }
         let released = waitUntil(.seconds(20)) { (try? Metrics.value("poold_control_connections", from: daemon)) ?? .max <= 1 }
         #expect(released, "closed connections are released")
@@ -99,7 +101,9 @@ struct AbuseTests {
         let report = probe.stop()
         print("stderr flood: \(report); \(answered) jobs answered, the slowest in \(slowest)")
         #expect(report.isLive && report.pings >= 10, "\(report)")
-        #expect(answered >= 5 && slowest < .seconds(1), "the flooding worker's own pool answered \(answered) jobs in 3 s, the slowest in \(slowest)")
+        #expect(
+            answered >= 5 && slowest < .seconds(1),
+            "the flooding worker's own pool answered \(answered) jobs in 3 s, the slowest in \(slowest)")
         #expect(daemon.log.contains("lines suppressed"), "the flood is logged within its budget")
     }
 
@@ -222,24 +226,28 @@ struct AbuseTests {
     }
 
     @Test func burstFarAboveMaxWaitersIsRefusedWithOverloaded() throws {
-        let daemon = try DaemonProcess(pools: """
-            [[pool]]
-            name = "main"
-            kind = "sqlite"
-            path = "@DIR@/main.db"
-            min = 1
-            max = 1
-            max_waiters = 4
-            acquire_timeout = "20s"
-            job_timeout = "20s"
-            allow_adhoc = true
-            """)
+        let daemon = try DaemonProcess(
+            pools: """
+                [[pool]]
+                name = "main"
+                kind = "sqlite"
+                path = "@DIR@/main.db"
+                min = 1
+                max = 1
+                max_waiters = 4
+                acquire_timeout = "20s"
+                job_timeout = "20s"
+                allow_adhoc = true
+                """)
         let probe = PingProbe(socket: daemon.socket)
         // One job holds the only connection while the burst arrives.
         let holder = try daemon.client()
-        try holder.send(line: JSON.encode(.object(["id": .string("hold"), "op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 2))])))
+        try holder.send(
+            line: JSON.encode(
+                .object(["id": .string("hold"), "op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 2))])))
         Thread.sleep(forTimeInterval: 0.2)
-        let connections = 10, perConnection = 50
+        let connections = 10
+        let perConnection = 50
         var clients: [ControlClient] = []
         for c in 0..<connections {
             let client = try daemon.client()
@@ -301,11 +309,15 @@ extension AbuseTests {
         let daemon = try DaemonProcess()
         let before = try Memory.rss(of: daemon)
         // 6 blobs of 3 MB: 24 MB as base64.
-        let refused = try daemon.sql("SELECT randomblob(3000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6)", pool: "main")
+        let refused = try daemon.sql(
+            "SELECT randomblob(3000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION "
+                + "ALL SELECT 6)",
+            pool: "main")
         #expect(refused.errorCode == "bad_request", "\(refused)")
         #expect(refused.errorMessage?.contains("over 16 MiB") == true, "\(refused)")
         // 3 of them (12 MB as base64) are within the bound.
-        let fits = try daemon.sql("SELECT length(b) FROM (SELECT randomblob(3000000) AS b FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3))", pool: "main")
+        let fits = try daemon.sql(
+            "SELECT length(b) FROM (SELECT randomblob(3000000) AS b FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3))", pool: "main")
         #expect(fits.rows == [[.int(3_000_000)], [.int(3_000_000)], [.int(3_000_000)]], "\(fits)")
         let whole = try daemon.sql("SELECT randomblob(3000000) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3)", pool: "main")
         #expect(whole.ok && whole.rows?.count == 3)
@@ -406,7 +418,7 @@ enum Memory {
     static func status(_ field: String, of daemon: DaemonProcess) throws -> Int {
         let status = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/status", encoding: .utf8)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
-              let kB = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+            let kB = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
         else { throw TestFailure("no \(field) in /proc/\(daemon.process.processIdentifier)/status") }
         return kB
     }

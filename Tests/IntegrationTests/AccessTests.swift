@@ -26,21 +26,25 @@ struct AccessTests {
     }
 
     /// poolctl as `user` (its own uid, primary and supplementary groups): status and JSON.
-    static func poolctl(_ user: String, _ poolctl: String, _ socket: String, _ arguments: [String]) throws -> (status: Int32, reply: String) {
-        let result = try Program.run("/usr/bin/setpriv", ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", poolctl, "--socket", socket, "--json"] + arguments)
+    static func poolctl(_ user: String, _ poolctl: String, _ socket: String, _ arguments: [String]) throws -> (status: Int32, reply: String)
+    {
+        let result = try Program.run(
+            "/usr/bin/setpriv",
+            ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", poolctl, "--socket", socket, "--json"] + arguments)
         return (result.status, result.out + result.err)
     }
 
     @Test func everyRoleAgainstEveryOp() throws {
         try Self.ensureUsers()
-        let daemon = try DaemonProcess(extra: """
-            socket_mode = "0666"
+        let daemon = try DaemonProcess(
+            extra: """
+                socket_mode = "0666"
 
-            [access]
-            operators = ["poold-t-op"]
-            submitters = ["@\(Self.submitterGroup)"]
-            observers = ["poold-t-obs"]
-            """)
+                [access]
+                operators = ["poold-t-op"]
+                submitters = ["@\(Self.submitterGroup)"]
+                observers = ["poold-t-obs"]
+                """)
         // Other users must reach the socket and run poolctl: a copy they may execute.
         let poolctl = try Self.installPoolctl(for: daemon)
         _ = try daemon.sqlite("CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v TEXT)")
@@ -67,11 +71,12 @@ struct AccessTests {
             // The operator's drain leaves the pool draining: undo it for the next user.
             #expect(try daemon.request(["op": .string("resume"), "pool": .string("main")]).ok)
             for (name, arguments, needs) in ops {
-                let needed = switch needs {
-                case .observer: 1
-                case .submitter: 2
-                case .operator: 3
-                }
+                let needed =
+                    switch needs {
+                    case .observer: 1
+                    case .submitter: 2
+                    case .operator: 3
+                    }
                 let (status, reply) = try Self.poolctl(user, poolctl, daemon.socket, arguments)
                 let denied = reply.contains("\"unauthorized\"")
                 if level >= needed {
@@ -95,10 +100,11 @@ struct AccessTests {
 
     @Test func theSocketHasTheConfiguredModeAndGroup() throws {
         try Self.ensureUsers()
-        let daemon = try DaemonProcess(extra: """
-            socket_mode = "0660"
-            socket_group = "\(Self.submitterGroup)"
-            """)
+        let daemon = try DaemonProcess(
+            extra: """
+                socket_mode = "0660"
+                socket_group = "\(Self.submitterGroup)"
+                """)
         var info = stat()
         #expect(stat(daemon.socket, &info) == 0)
         #expect(info.st_mode & 0o777 == 0o660, "mode \(String(info.st_mode & 0o777, radix: 8))")
@@ -115,24 +121,25 @@ struct AccessTests {
     /// was set through the umask around bind(), which pools and workers starting at that moment
     /// inherited).
     @Test func socketModeDoesNotLeakIntoFilesAndWorkers() throws {
-        let pools = (0..<6).map { n in
-            """
-            [[pool]]
-            name = "p\(n)"
-            kind = "sqlite"
-            path = "@DIR@/p\(n).db"
-            min = 2
-            max = 2
+        let pools =
+            (0..<6).map { n in
+                """
+                [[pool]]
+                name = "p\(n)"
+                kind = "sqlite"
+                path = "@DIR@/p\(n).db"
+                min = 2
+                max = 2
 
-            """
-        }.joined() + """
-            [[pool]]
-            name = "workers"
-            kind = "exec"
-            command = ["/usr/bin/python3", "\(Exec.worker("echo"))"]
-            min = 2
-            max = 2
-            """
+                """
+            }.joined() + """
+                [[pool]]
+                name = "workers"
+                kind = "exec"
+                command = ["/usr/bin/python3", "\(Exec.worker("echo"))"]
+                min = 2
+                max = 2
+                """
         let previous = umask(0o022)
         defer { umask(previous) }
         let daemon = try DaemonProcess(extra: #"socket_mode = "0600""#, pools: pools)
@@ -149,7 +156,9 @@ struct AccessTests {
         #expect(stat(daemon.socket, &socket) == 0 && socket.st_mode & 0o777 == 0o600)
         #expect(waitUntil(.seconds(5)) { workers.current("echo.py").count == 2 })
         for pid in workers.current("echo.py") {
-            let umaskLine = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8))?.split(separator: "\n").first { $0.hasPrefix("Umask:") }
+            let umaskLine = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8))?.split(separator: "\n").first {
+                $0.hasPrefix("Umask:")
+            }
             #expect(umaskLine?.hasSuffix("0022") == true, "worker \(pid): \(String(describing: umaskLine))")
         }
     }
@@ -160,7 +169,9 @@ struct AccessTests {
         let poolctl = try Self.installPoolctl(for: daemon)
         // root's job, running.
         let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 10))])))
+        try client.send(
+            line: JSON.encode(
+                .object(["id": .int(1), "op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 10))])))
         guard let job = Self.runningJob(in: daemon, of: 0) else {
             Issue.record("root's job never showed in jobs")
             return
@@ -200,12 +211,13 @@ extension AccessTests {
 
     @Test func deniedRequestsAreLoggedWithinABudget() throws {
         try Self.ensureUsers()
-        let daemon = try DaemonProcess(extra: """
-            socket_mode = "0666"
+        let daemon = try DaemonProcess(
+            extra: """
+                socket_mode = "0666"
 
-            [access]
-            observers = ["poold-t-obs"]
-            """)
+                [access]
+                observers = ["poold-t-obs"]
+                """)
         chmod(daemon.directory, 0o755)
         // 200 forbidden requests on one connection, as fast as the observer can send them.
         let flood = """
@@ -220,8 +232,12 @@ extension AccessTests {
                 data += chunk
             print(data.count(b'"unauthorized"'))
             """
-        let result = try Program.run("/usr/bin/setpriv", ["--reuid=poold-t-obs", "--regid=poold-t-obs", "--init-groups", "--", "/usr/bin/python3", "-c", flood, daemon.socket])
-        #expect(result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "every request answered unauthorized: \(result.out) \(result.err)")
+        let result = try Program.run(
+            "/usr/bin/setpriv",
+            ["--reuid=poold-t-obs", "--regid=poold-t-obs", "--init-groups", "--", "/usr/bin/python3", "-c", flood, daemon.socket])
+        #expect(
+            result.out.trimmingCharacters(in: .whitespacesAndNewlines) == "200",
+            "every request answered unauthorized: \(result.out) \(result.err)")
         let logged = daemon.log.split(separator: "\n").filter { $0.contains("denied") }.count
         #expect(logged >= 20 && logged <= 25, "\(logged) denials logged of 200 (burst 20, then 2/s)")
         // Once the budget refills, the next denial is logged and says how many were not.
@@ -233,12 +249,13 @@ extension AccessTests {
 
     /// A daemon whose socket anyone may open, with the test group as its submitters.
     static func submittersDaemon() throws -> DaemonProcess {
-        try DaemonProcess(extra: """
-            socket_mode = "0666"
+        try DaemonProcess(
+            extra: """
+                socket_mode = "0666"
 
-            [access]
-            submitters = ["@\(submitterGroup)"]
-            """)
+                [access]
+                submitters = ["@\(submitterGroup)"]
+                """)
     }
 
     /// The id of a job of `uid` once `jobs` lists it (within 10 s), or nil.
@@ -259,7 +276,9 @@ extension AccessTests {
         chmod(daemon.directory, 0o755)
         let poolctl = daemon.directory + "/poolctl"
         if !FileManager.default.fileExists(atPath: poolctl) {
-            try FileManager.default.copyItem(atPath: URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent("poolctl").path, toPath: poolctl)
+            try FileManager.default.copyItem(
+                atPath: URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent("poolctl").path,
+                toPath: poolctl)
         }
         chmod(poolctl, 0o755)
         return poolctl
@@ -272,13 +291,14 @@ extension AccessTests {
     /// the op is told what is wrong.
     @Test func authorizationComesBeforeEveryOtherCheck() throws {
         try Self.ensureUsers()
-        let daemon = try DaemonProcess(extra: """
-            socket_mode = "0666"
+        let daemon = try DaemonProcess(
+            extra: """
+                socket_mode = "0666"
 
-            [access]
-            submitters = ["@\(Self.submitterGroup)"]
-            observers = ["poold-t-obs"]
-            """)
+                [access]
+                submitters = ["@\(Self.submitterGroup)"]
+                observers = ["poold-t-obs"]
+                """)
         chmod(daemon.directory, 0o755)
         let lines = [
             #"{"id":1,"op":"run","pool":"main","sql":"SELECT 1","bogus":1}"#,
@@ -287,8 +307,14 @@ extension AccessTests {
             #"{"id":4,"op":"stats","pool":7}"#,
             #"{"id":5,"op":"run","job":"count","params":[[1]]}"#,
         ]
-        #expect(try Self.codes(as: "poold-t-obs", lines, socket: daemon.socket) == ["unauthorized", "unauthorized", "unauthorized", "bad_request", "unauthorized"])
-        #expect(try Self.codes(as: "poold-t-sub", lines, socket: daemon.socket) == ["bad_request", "unauthorized", "bad_request", "bad_request", "bad_request"])
+        #expect(
+            try Self.codes(as: "poold-t-obs", lines, socket: daemon.socket) == [
+                "unauthorized", "unauthorized", "unauthorized", "bad_request", "unauthorized",
+            ])
+        #expect(
+            try Self.codes(as: "poold-t-sub", lines, socket: daemon.socket) == [
+                "bad_request", "unauthorized", "bad_request", "bad_request", "bad_request",
+            ])
         #expect(try Self.codes(as: "poold-t-none", [#"{"id":1,"op":"ping","extra":true}"#], socket: daemon.socket) == ["unauthorized"])
     }
 
@@ -331,7 +357,9 @@ extension AccessTests {
             codes = {r['id']: (r.get('error') or {}).get('code', 'ok') for r in replies}
             print(' '.join(codes[json.loads(l)['id']] for l in lines))
             """
-        let result = try Program.run("/usr/bin/setpriv", ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", "/usr/bin/python3", "-c", client, socket] + lines)
+        let result = try Program.run(
+            "/usr/bin/setpriv",
+            ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", "/usr/bin/python3", "-c", client, socket] + lines)
         guard result.status == 0 else { throw TestFailure("client as \(user) failed: \(result.err)") }
         return result.out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
     }

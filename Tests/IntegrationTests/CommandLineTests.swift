@@ -7,7 +7,9 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct CommandLineTests {
     /// Runs a binary from the build folder; its exit status and everything it printed.
-    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
+    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (
+        status: Int32, out: String, err: String
+    ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent(name)
         process.arguments = arguments
@@ -30,10 +32,10 @@ struct CommandLineTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let good = directory + "/poold.toml"
         try """
-            [[pool]]
-            name = "main"
-            path = "\(directory)/main.db"
-            """.write(toFile: good, atomically: true, encoding: .utf8)
+        [[pool]]
+        name = "main"
+        path = "\(directory)/main.db"
+        """.write(toFile: good, atomically: true, encoding: .utf8)
         let ok = try Self.run("poold", ["--check-config", "--config", good])
         #expect(ok.status == 0, "\(ok.err)")
         #expect(ok.out.contains("max_waiters = 1024"), "defaults are filled in")

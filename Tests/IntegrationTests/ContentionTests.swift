@@ -36,18 +36,20 @@ struct ContentionTests {
                 environment = { POOLD_TEST_LEDGER = "\(ledger.path)" }
                 """
         }
-        let daemon = try DaemonProcess(grace: grace, pools: """
-            [[pool]]
-            name = "busy"
-            \(backend)
-            min = 1
-            max = 1
-            max_waiters = \(maxWaiters)
-            acquire_timeout = "\(acquireTimeout)"
-            job_timeout = "20s"
-            allow_adhoc = true
-            \(other)
-            """, directory: directory)
+        let daemon = try DaemonProcess(
+            grace: grace,
+            pools: """
+                [[pool]]
+                name = "busy"
+                \(backend)
+                min = 1
+                max = 1
+                max_waiters = \(maxWaiters)
+                acquire_timeout = "\(acquireTimeout)"
+                job_timeout = "20s"
+                allow_adhoc = true
+                \(other)
+                """, directory: directory)
         if kind == .sqlite {
             _ = try daemon.sqlite("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS marks (v TEXT)")
         }
@@ -59,9 +61,15 @@ struct ContentionTests {
     static func hold(_ kind: Kind, seconds: Double, id: Int64 = 1) -> JSONObject {
         switch kind {
         case .sqlite:
-            ["id": .int(id), "op": .string("run"), "pool": .string("busy"), "sql": .string(busySQL(millions: 1000)), "timeout_ms": .int(Int64(seconds * 1000))]
+            [
+                "id": .int(id), "op": .string("run"), "pool": .string("busy"), "sql": .string(busySQL(millions: 1000)),
+                "timeout_ms": .int(Int64(seconds * 1000)),
+            ]
         case .exec:
-            ["id": .int(id), "op": .string("run"), "pool": .string("busy"), "input": .object(["sleep": .double(seconds), "mark": .string("hold")])]
+            [
+                "id": .int(id), "op": .string("run"), "pool": .string("busy"),
+                "input": .object(["sleep": .double(seconds), "mark": .string("hold")]),
+            ]
         }
     }
 
@@ -69,7 +77,10 @@ struct ContentionTests {
     static func quick(_ kind: Kind, mark: String, id: Int64 = 2) -> JSONObject {
         switch kind {
         case .sqlite:
-            ["id": .int(id), "op": .string("run"), "pool": .string("busy"), "sql": .string("INSERT INTO marks (v) VALUES (?1)"), "params": .array([.string(mark)])]
+            [
+                "id": .int(id), "op": .string("run"), "pool": .string("busy"), "sql": .string("INSERT INTO marks (v) VALUES (?1)"),
+                "params": .array([.string(mark)]),
+            ]
         case .exec:
             ["id": .int(id), "op": .string("run"), "pool": .string("busy"), "input": .object(["mark": .string(mark)])]
         }
@@ -107,7 +118,9 @@ struct ContentionTests {
         var waiting: [Int64] = []
         _ = try waitUntil(.seconds(5)) {
             waiting = try jobEntries(daemon).compactMap { entry in
-                guard case .string(let state)? = entry["state"], state == "queued" || state == "acquiring", case .int(let id)? = entry["job"] else { return nil }
+                guard case .string(let state)? = entry["state"], state == "queued" || state == "acquiring",
+                    case .int(let id)? = entry["job"]
+                else { return nil }
                 return id
             }
             return waiting.count >= count
@@ -117,13 +130,15 @@ struct ContentionTests {
 
     static func timing(_ reply: JSONObject) -> (queue: Duration, acquire: Duration, exec: Duration)? {
         guard case .object(let timing)? = reply["timing"], case .int(let q)? = timing["queue_us"], case .int(let a)? = timing["acquire_us"],
-              case .int(let e)? = timing["exec_us"] else { return nil }
+            case .int(let e)? = timing["exec_us"]
+        else { return nil }
         return (.microseconds(q), .microseconds(a), .microseconds(e))
     }
 
     static func statsMax(_ daemon: DaemonProcess, _ key: String) throws -> Int64 {
         guard case .object(let pools)? = try daemon.request(["op": .string("stats")])["pools"], case .object(let busy)? = pools["busy"],
-              case .object(let percentiles)? = busy[key], case .int(let max)? = percentiles["max"] else { return -1 }
+            case .object(let percentiles)? = busy[key], case .int(let max)? = percentiles["max"]
+        else { return -1 }
         return max
     }
 
@@ -169,7 +184,8 @@ struct ContentionTests {
         let accounted = timing.queue + timing.acquire + timing.exec
         #expect(timing.queue + timing.acquire >= .milliseconds(700), "it waited about a second behind the hold: \(timing)")
         #expect(accounted <= waited, "timing \(timing) exceeds what the client waited, \(waited)")
-        #expect(waited - accounted < .milliseconds(30), "timing \(timing) leaves \(waited - accounted) of the client's \(waited) unaccounted")
+        #expect(
+            waited - accounted < .milliseconds(30), "timing \(timing) leaves \(waited - accounted) of the client's \(waited) unaccounted")
         #expect(try Self.statsMax(daemon, "acquire_us") + Self.statsMax(daemon, "queue_us") >= 700_000, "stats records the wait")
         _ = try holder.readReply(timeout: .seconds(10))
     }
@@ -267,14 +283,16 @@ struct ContentionTests {
 
     @Test(arguments: Kind.allCases)
     func drainOfEveryPoolRefusesNewJobsAtOnce(kind: Kind) throws {
-        let (daemon, _) = try Self.daemon(kind, other: """
+        let (daemon, _) = try Self.daemon(
+            kind,
+            other: """
 
-            [[pool]]
-            name = "other"
-            kind = "sqlite"
-            path = "@DIR@/other.db"
-            allow_adhoc = true
-            """)
+                [[pool]]
+                name = "other"
+                kind = "sqlite"
+                path = "@DIR@/other.db"
+                allow_adhoc = true
+                """)
         let holder = try Self.startHold(kind, seconds: 1.5, daemon: daemon)
         let drainer = try daemon.client()
         let drained = ContinuousClock.now

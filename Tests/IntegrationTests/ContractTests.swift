@@ -57,21 +57,24 @@ struct ContractTests {
     /// `max_job_timeout = "1s"` on its own is a valid config: `job_timeout` defaults to
     /// min(30s, max_job_timeout), and a job that asks for no timeout gets that second.
     @Test func maxJobTimeoutAloneSetsTheDefault() throws {
-        let daemon = try DaemonProcess(pools: """
-            [[pool]]
-            name = "main"
-            kind = "sqlite"
-            path = "@DIR@/main.db"
-            max_job_timeout = "1s"
-            allow_adhoc = true
-            """)
+        let daemon = try DaemonProcess(
+            pools: """
+                [[pool]]
+                name = "main"
+                kind = "sqlite"
+                path = "@DIR@/main.db"
+                max_job_timeout = "1s"
+                allow_adhoc = true
+                """)
         let started = ContinuousClock.now
         let reply = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string(busySQL(millions: 1000))])
         let took = started.duration(to: .now)
         #expect(reply.errorCode == "timeout", "\(reply)")
         #expect(reply.errorMessage?.contains("exceeded 1s") == true, "\(reply)")
         #expect(took >= .milliseconds(900) && took < .seconds(3), "the job was stopped after \(took)")
-        let tooLong = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1"), "timeout_ms": .int(1500)])
+        let tooLong = try daemon.request([
+            "op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1"), "timeout_ms": .int(1500),
+        ])
         #expect(tooLong.errorCode == "bad_request", "\(tooLong)")
     }
 

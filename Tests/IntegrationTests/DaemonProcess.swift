@@ -23,35 +23,39 @@ final class DaemonProcess: @unchecked Sendable {
 
     /// `pools` is TOML for the [[pool]]/[[job]] tables; `@DIR@` becomes the temporary directory.
     /// `wrapper`: a command poold is started under (e.g. `prlimit --nofile=64:64`).
-    init(grace: String = "3s", extra daemon: String = "", pools: String? = nil, environment: [String: String] = [:], directory given: String? = nil, wrapper: [String] = []) throws {
+    init(
+        grace: String = "3s", extra daemon: String = "", pools: String? = nil, environment: [String: String] = [:],
+        directory given: String? = nil, wrapper: [String] = []
+    ) throws {
         directory = try given ?? Self.makeTemporaryDirectory()
         socket = directory + "/control.sock"
         configPath = directory + "/poold.toml"
         database = directory + "/main.db"
         logPath = directory + "/poold.log"
-        let poolTables = pools ?? """
-            [[pool]]
-            name = "main"
-            kind = "sqlite"
-            path = "@DIR@/main.db"
-            min = 1
-            max = 4
-            max_waiters = 256
-            acquire_timeout = "2s"
-            job_timeout = "10s"
-            allow_adhoc = true
+        let poolTables =
+            pools ?? """
+                [[pool]]
+                name = "main"
+                kind = "sqlite"
+                path = "@DIR@/main.db"
+                min = 1
+                max = 4
+                max_waiters = 256
+                acquire_timeout = "2s"
+                job_timeout = "10s"
+                allow_adhoc = true
 
-            [[job]]
-            name = "count"
-            pool = "main"
-            sql = "SELECT count(*) AS n FROM kv"
+                [[job]]
+                name = "count"
+                pool = "main"
+                sql = "SELECT count(*) AS n FROM kv"
 
-            [[job]]
-            name = "put"
-            pool = "main"
-            sql = "INSERT INTO kv(k, v) VALUES (?1, ?2)"
-            transaction = true
-            """
+                [[job]]
+                name = "put"
+                pool = "main"
+                sql = "INSERT INTO kv(k, v) VALUES (?1, ?2)"
+                transaction = true
+                """
         let config = """
             [daemon]
             control_socket = "\(socket)"
@@ -88,7 +92,8 @@ final class DaemonProcess: @unchecked Sendable {
         // POOLD_TEST_KEEP_LOGS=DIR keeps every poold's log there, to look into a failure.
         if let keep = ProcessInfo.processInfo.environment["POOLD_TEST_KEEP_LOGS"] {
             try? FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
-            try? FileManager.default.copyItem(atPath: logPath, toPath: keep + "/" + URL(fileURLWithPath: directory).lastPathComponent + ".log")
+            try? FileManager.default.copyItem(
+                atPath: logPath, toPath: keep + "/" + URL(fileURLWithPath: directory).lastPathComponent + ".log")
         }
         try? FileManager.default.removeItem(atPath: directory)
     }
@@ -145,7 +150,8 @@ final class DaemonProcess: @unchecked Sendable {
         run.standardOutput = out
         try run.run()
         run.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 }
 

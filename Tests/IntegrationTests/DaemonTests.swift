@@ -39,37 +39,48 @@ struct DaemonTests {
 
     @Test func sqlJobsRoundTripEveryType() throws {
         let daemon = try DaemonProcess()
-        let create = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")])
+        let create = try daemon.request([
+            "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+        ])
         #expect(create.ok, "\(create)")
         #expect(create["affected"] == .null, "DDL has no affected count")
 
         let insert = try daemon.request([
             "op": .string("run"), "pool": .string("main"),
             "sql": .string("INSERT INTO kv (k, v) VALUES (?1, ?2), (?3, ?4), (?5, ?6), (?7, ?8), (?9, ?10)"),
-            "params": .array([.int(1), .int(42), .int(2), .double(1.5), .int(3), .string("text ✓"), .int(4), .null, .int(5), .object(["base64": .string("AAEC/w==")])]),
+            "params": .array([
+                .int(1), .int(42), .int(2), .double(1.5), .int(3), .string("text ✓"), .int(4), .null, .int(5),
+                .object(["base64": .string("AAEC/w==")]),
+            ]),
         ])
         #expect(insert.ok, "\(insert)")
         #expect(insert["affected"] == .int(5))
 
         let select = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT k, v FROM kv ORDER BY k")])
         #expect(select["columns"] == .array([.string("k"), .string("v")]))
-        #expect(select.rows == [
-            [.int(1), .int(42)], [.int(2), .double(1.5)], [.int(3), .string("text ✓")], [.int(4), .null],
-            [.int(5), .object(["base64": .string("AAEC/w==")])],
-        ])
+        #expect(
+            select.rows == [
+                [.int(1), .int(42)], [.int(2), .double(1.5)], [.int(3), .string("text ✓")], [.int(4), .null],
+                [.int(5), .object(["base64": .string("AAEC/w==")])],
+            ])
         guard case .object(let timing)? = select["timing"] else {
             Issue.record("no timing")
             return
         }
         #expect(timing["exec_us"] != nil && timing["acquire_us"] != nil && timing["queue_us"] != nil)
 
-        let bool = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT ?1, ?2"), "params": .array([.bool(true), .bool(false)])])
+        let bool = try daemon.request([
+            "op": .string("run"), "pool": .string("main"), "sql": .string("SELECT ?1, ?2"), "params": .array([.bool(true), .bool(false)]),
+        ])
         #expect(bool.rows == [[.int(1), .int(0)]], "bools bind as 1/0 on SQLite")
     }
 
     @Test func namedJobsBatchesAndTransactions() throws {
         let daemon = try DaemonProcess()
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+        #expect(
+            try daemon.request([
+                "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+            ]).ok)
         let put = try daemon.request(["op": .string("run"), "job": .string("put"), "params": .array([.int(1), .string("one")])])
         #expect(put.ok, "\(put)")
         let count = try daemon.request(["op": .string("run"), "job": .string("count")])
@@ -122,7 +133,10 @@ struct DaemonTests {
 
     @Test func timeoutStopsTheStatementAndRollsBack() throws {
         let daemon = try DaemonProcess()
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+        #expect(
+            try daemon.request([
+                "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+            ]).ok)
         let start = ContinuousClock.now
         let slow = try daemon.request([
             "op": .string("run"), "pool": .string("main"), "transaction": .bool(true), "timeout_ms": .int(300),
@@ -137,7 +151,9 @@ struct DaemonTests {
         #expect(try daemon.sqlite("SELECT count(*) FROM kv") == "0")
         let after = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1")])
         #expect(after.ok, "the connection went back to the pool in working order")
-        let tooLong = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1"), "timeout_ms": .int(10_000_000)])
+        let tooLong = try daemon.request([
+            "op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1"), "timeout_ms": .int(10_000_000),
+        ])
         #expect(tooLong.errorCode == "bad_request")
     }
 
@@ -146,7 +162,8 @@ struct DaemonTests {
         let client = try daemon.client()
         var payload: [UInt8] = []
         for i in 0..<1000 {
-            let request = i % 2 == 0
+            let request =
+                i % 2 == 0
                 ? #"{"id":\#(i),"op":"ping"}"#
                 : #"{"id":\#(i),"op":"run","pool":"main","sql":"SELECT ?1","params":[\#(i)]}"#
             payload += Array((request + "\n").utf8)
@@ -236,7 +253,9 @@ struct DaemonTests {
         }
         #expect(changes.contains(.string("pool extra added")))
         #expect(changes.contains(.string("pool main resized to 1..6")))
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("extra"), "sql": .string("SELECT 1")]).errorCode == "unauthorized", "allow_adhoc defaults to false")
+        #expect(
+            try daemon.request(["op": .string("run"), "pool": .string("extra"), "sql": .string("SELECT 1")]).errorCode == "unauthorized",
+            "allow_adhoc defaults to false")
 
         try "[[pool]]\nname = \"main\"\nmax_waiters = \"lots\"\n".write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         let bad = try daemon.request(["op": .string("reload")])
@@ -266,29 +285,33 @@ struct DaemonTests {
     @Test func reloadRemovingAPoolLetsItsRunningJobsFinish() throws {
         let daemon = try DaemonProcess()
         let base = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
-        let withExtra = base + """
+        let withExtra =
+            base + """
 
-            [[pool]]
-            name = "extra"
-            path = "\(daemon.directory)/extra.db"
-            min = 0
-            max = 1
-            allow_adhoc = true
-            """
+                [[pool]]
+                name = "extra"
+                path = "\(daemon.directory)/extra.db"
+                min = 0
+                max = 1
+                allow_adhoc = true
+                """
         try withExtra.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         #expect(try daemon.request(["op": .string("reload")]).ok)
         let running = try daemon.client()
         try running.send(line: #"{"id":1,"op":"run","pool":"extra","sql":"\#(busySQL(millions: 1))"}"#)
         var started = false
         for _ in 0..<200 where !started {
-            if case .array(let jobs)? = try daemon.request(["op": .string("jobs"), "pool": .string("extra")])["jobs"], !jobs.isEmpty { started = true }
+            if case .array(let jobs)? = try daemon.request(["op": .string("jobs"), "pool": .string("extra")])["jobs"], !jobs.isEmpty {
+                started = true
+            }
             usleep(5_000)
         }
         #expect(started)
         try base.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         let reload = try daemon.request(["op": .string("reload")])
         #expect(reload["changes"] == .array([.string("pool extra removed (draining)")]), "\(reload)")
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("extra"), "sql": .string("SELECT 1")]).errorCode == "no_such_pool")
+        #expect(
+            try daemon.request(["op": .string("run"), "pool": .string("extra"), "sql": .string("SELECT 1")]).errorCode == "no_such_pool")
         let finished = try #require(try running.readReply(timeout: .seconds(10)))
         #expect(finished.ok, "a job running on a removed pool is not disturbed: \(finished)")
         #expect(finished.rows == [[.int(1_000_000)]])
@@ -297,11 +320,18 @@ struct DaemonTests {
     @Test func sigtermLetsJobsFinishWithinTheGraceAndCancelsTheRest() throws {
         // The grace leaves the quick job (about 0.4 s here) room on a busy machine.
         let daemon = try DaemonProcess(grace: "3s")
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+        #expect(
+            try daemon.request([
+                "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+            ]).ok)
         let quick = try daemon.client()
         let slow = try daemon.client()
         try quick.send(line: #"{"id":1,"op":"run","pool":"main","sql":"\#(busySQL(millions: 1))"}"#)
-        try slow.send(line: #"{"id":2,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},{"sql":"\#(busySQL(millions: 1000))"}]}"#)
+        try slow.send(
+            line:
+                #"{"id":2,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},"#
+                + #"{"sql":"\#(busySQL(millions: 1000))"}]}"#
+        )
         usleep(100_000)
         let start = ContinuousClock.now
         daemon.signal(SIGTERM)
@@ -352,9 +382,16 @@ struct DaemonTests {
 
     @Test func disconnectMidTransactionRollsBack() throws {
         let daemon = try DaemonProcess()
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+        #expect(
+            try daemon.request([
+                "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+            ]).ok)
         let client = try daemon.client()
-        try client.send(line: #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},{"sql":"\#(busySQL(millions: 1000))"}]}"#)
+        try client.send(
+            line:
+                #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},"#
+                + #"{"sql":"\#(busySQL(millions: 1000))"}]}"#
+        )
         var running = false
         for _ in 0..<200 where !running {
             if case .array(let jobs)? = try daemon.request(["op": .string("jobs")])["jobs"], !jobs.isEmpty { running = true }
@@ -383,7 +420,9 @@ struct DaemonTests {
         try slow.send(line: #"{"id":1,"op":"run","pool":"main","sql":"\#(busySQL(millions: 1000))"}"#)
         var job: Int64?
         for _ in 0..<200 where job == nil {
-            if case .array(let jobs)? = try daemon.request(["op": .string("jobs")])["jobs"], case .object(let first)? = jobs.first, case .int(let id)? = first["job"] {
+            if case .array(let jobs)? = try daemon.request(["op": .string("jobs")])["jobs"], case .object(let first)? = jobs.first,
+                case .int(let id)? = first["job"]
+            {
                 job = id
             }
             usleep(10_000)
@@ -407,11 +446,14 @@ struct DaemonTests {
 
         let resized = try daemon.request(["op": .string("resize"), "pool": .string("main"), "min": .int(0), "max": .int(2)])
         #expect(resized["max"] == .int(2) && resized["min"] == .int(0))
-        #expect(try daemon.request(["op": .string("resize"), "pool": .string("main"), "min": .int(3), "max": .int(2)]).errorCode == "bad_request")
+        #expect(
+            try daemon.request(["op": .string("resize"), "pool": .string("main"), "min": .int(3), "max": .int(2)]).errorCode
+                == "bad_request")
 
         let drained = try daemon.request(["op": .string("drain"), "pool": .string("main")])
         #expect(drained.ok)
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1")]).errorCode == "shutting_down")
+        #expect(
+            try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1")]).errorCode == "shutting_down")
         #expect(try daemon.request(["op": .string("resume"), "pool": .string("main")]).ok)
         #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1")]).ok)
 

@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `kind = "exec"` pools against the real poold and the Python test workers in
@@ -44,9 +44,12 @@ struct ExecTests {
         // Pipelined jobs on one connection, two workers: every answer comes back, matched by id.
         let client = try daemon.client()
         for id in 1...4 {
-            try client.send(line: JSON.encode(.object([
-                "id": .int(Int64(id)), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 0.3, "n": .int(Int64(id))],
-            ])))
+            try client.send(
+                line: JSON.encode(
+                    .object([
+                        "id": .int(Int64(id)), "op": .string("run"), "pool": .string("workers"),
+                        "input": ["sleep": 0.3, "n": .int(Int64(id))],
+                    ])))
         }
         var answered: Set<Int64> = []
         for _ in 1...4 {
@@ -287,7 +290,8 @@ struct ExecTests {
         let expected = URL(fileURLWithPath: directory + "/wd").resolvingSymlinksInPath().path
         do {
             let daemon = try execDaemon(
-                "echo", pool: """
+                "echo",
+                pool: """
                     working_directory = "@DIR@/wd"
                     environment = { POOLD_TEST_VAR = "from the pool" }
                     """, min: 1, max: 1, directory: directory)
@@ -306,7 +310,9 @@ struct ExecTests {
         defer { workers.expectNoneLeft() }
         #expect(try daemon.workerInfo().env == .null, "poold's POOLD_TEST_VAR reached the worker")
         let names = try Proc.environment(daemon.workerPid()).keys.sorted()
-        #expect(Set(names).isSubset(of: ["PATH", "LANG", "HOME", "POOLD_TEST_OTHER"]) && names.contains("PATH") && names.contains("POOLD_TEST_OTHER"), "the worker's environment: \(names)")
+        #expect(
+            Set(names).isSubset(of: ["PATH", "LANG", "HOME", "POOLD_TEST_OTHER"]) && names.contains("PATH")
+                && names.contains("POOLD_TEST_OTHER"), "the worker's environment: \(names)")
     }
 
     @Test func workersHaveTheirOwnProcessGroupAndNoInheritedFds() throws {
@@ -333,9 +339,11 @@ struct ExecTests {
         #expect(waitUntil(.seconds(5)) { workers.current("echo.py").count == 2 }, "two workers started")
         let client = try daemon.client()
         for id in 1...2 {
-            try client.send(line: JSON.encode(.object([
-                "id": .int(Int64(id)), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 0.5, "pid": true],
-            ])))
+            try client.send(
+                line: JSON.encode(
+                    .object([
+                        "id": .int(Int64(id)), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 0.5, "pid": true],
+                    ])))
         }
         #expect(try waitUntil(.seconds(5)) { try daemon.runningJobs() == 2 }, "both jobs run")
         daemon.signal(SIGTERM)
@@ -366,7 +374,8 @@ struct ExecTests {
 
         #expect(waitUntil(.seconds(5)) { workers.current("echo.py").count == 2 }, "two workers started")
         let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 30]])))
+        try client.send(
+            line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 30]])))
         #expect(try waitUntil(.seconds(5)) { try daemon.runningJobs() == 1 }, "one worker is busy")
         let pids = workers.current("echo.py")
         #expect(pids.count == 2)
@@ -410,7 +419,8 @@ struct ExecTests {
 
 enum Exec {
     /// The repository root: this file is `<repo>/Tests/IntegrationTests/ExecTests.swift`.
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .path
 
     /// The test worker `<repo>/Tests/workers/NAME.py`.
     static func worker(_ name: String) -> String { "\(repo)/Tests/workers/\(name).py" }
@@ -426,21 +436,23 @@ func execDaemon(
 ) throws -> DaemonProcess {
     let script = Exec.worker(worker)
     guard FileManager.default.fileExists(atPath: script) else { throw TestFailure("no test worker at \(script)") }
-    return try DaemonProcess(grace: grace, pools: """
-        [[pool]]
-        name = "workers"
-        kind = "exec"
-        command = ["/usr/bin/python3", "\(script)"]
-        min = \(min)
-        max = \(max)
-        max_jobs_per_worker = \(maxJobsPerWorker)
-        kill_grace = "\(killGrace)"
-        max_output = \(maxOutput)
-        job_timeout = "\(jobTimeout)"
-        acquire_timeout = "\(acquireTimeout)"
-        allow_adhoc = true
-        \(extra)
-        """, environment: environment, directory: directory)
+    return try DaemonProcess(
+        grace: grace,
+        pools: """
+            [[pool]]
+            name = "workers"
+            kind = "exec"
+            command = ["/usr/bin/python3", "\(script)"]
+            min = \(min)
+            max = \(max)
+            max_jobs_per_worker = \(maxJobsPerWorker)
+            kill_grace = "\(killGrace)"
+            max_output = \(maxOutput)
+            job_timeout = "\(jobTimeout)"
+            acquire_timeout = "\(acquireTimeout)"
+            allow_adhoc = true
+            \(extra)
+            """, environment: environment, directory: directory)
 }
 
 extension DaemonProcess {
@@ -669,19 +681,19 @@ final class WorkerWatch: @unchecked Sendable {
     }
 }
 
-/// PR_SET_CHILD_SUBREAPER for this test process. prctl is variadic in C, which Swift does
+/// prSetChildSubreaper for this test process. prctl is variadic in C, which Swift does
 /// not import, so it is called through a non-variadic C function pointer from dlsym.
 enum Subreaper {
     private typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
-    private static let PR_SET_CHILD_SUBREAPER: Int32 = 36
+    private static let prSetChildSubreaper: Int32 = 36
 
     static func set(_ on: Bool) throws {
         guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "prctl") else {
             throw TestFailure("cannot find prctl")
         }
         let prctl = unsafeBitCast(symbol, to: Prctl.self)
-        guard prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0) == 0 else {
-            throw TestFailure("prctl(PR_SET_CHILD_SUBREAPER, \(on ? 1 : 0)) failed: \(String(cString: strerror(errno)))")
+        guard prctl(prSetChildSubreaper, on ? 1 : 0, 0, 0, 0) == 0 else {
+            throw TestFailure("prctl(prSetChildSubreaper, \(on ? 1 : 0)) failed: \(String(cString: strerror(errno)))")
         }
     }
 }

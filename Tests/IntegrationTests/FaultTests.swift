@@ -4,7 +4,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Faults injected into a real poold and the real things around it: a database locked by
@@ -45,7 +45,8 @@ struct FaultTests {
         #expect(waited < .seconds(6), "failed only after \(waited), busy_timeout is 1s")
 
         // A transaction fails the same way (at BEGIN IMMEDIATE) and leaves nothing behind.
-        let batch = try daemon.batch(["INSERT INTO kv VALUES (3, 'tx')", "INSERT INTO kv VALUES (4, 'tx')"], transaction: true, pool: "main")
+        let batch = try daemon.batch(
+            ["INSERT INTO kv VALUES (3, 'tx')", "INSERT INTO kv VALUES (4, 'tx')"], transaction: true, pool: "main")
         #expect(batch.errorCode == "sql_error", "\(batch)")
         #expect(batch.errorDetail?["sqlite_name"] == .string("SQLITE_BUSY"), "\(batch)")
         // Reads need no write lock (WAL): they answer, without the locker's uncommitted row.
@@ -82,20 +83,22 @@ struct FaultTests {
         // is gone there is room for what a DELETE writes (this SQLite has SECURE_DELETE on:
         // freed pages are overwritten, through the WAL) and for the checkpoint after it.
         let ballast = disk + "/ballast"
-        guard FileManager.default.createFile(atPath: ballast, contents: Data((0..<1536 * 1024).map { UInt8(truncatingIfNeeded: $0 &* 31) })) else {
+        guard FileManager.default.createFile(atPath: ballast, contents: Data((0..<1536 * 1024).map { UInt8(truncatingIfNeeded: $0 &* 31) }))
+        else {
             throw TestFailure("cannot write the ballast file on \(disk)")
         }
 
         do {
             // A checkpoint is maintenance, which the config's owner runs as a named job: ad-hoc
             // SQL may not set pragmas.
-            let daemon = try DaemonProcess(pools: Fault.sqlitePool(path: "@DIR@/disk/full.db") + """
+            let daemon = try DaemonProcess(
+                pools: Fault.sqlitePool(path: "@DIR@/disk/full.db") + """
 
-                [[job]]
-                name = "checkpoint"
-                pool = "main"
-                sql = "PRAGMA wal_checkpoint(TRUNCATE)"
-                """, directory: directory)
+                    [[job]]
+                    name = "checkpoint"
+                    pool = "main"
+                    sql = "PRAGMA wal_checkpoint(TRUNCATE)"
+                    """, directory: directory)
             defer {
                 if daemon.process.isRunning {
                     daemon.signal(SIGTERM)
@@ -108,7 +111,12 @@ struct FaultTests {
             var failure: JSONObject?
             for _ in 0..<40 {
                 let reply = try daemon.sql(insert, pool: "main")
-                if reply.ok { inserted += 1 } else { failure = reply; break }
+                if reply.ok {
+                    inserted += 1
+                } else {
+                    failure = reply
+                    break
+                }
             }
             let full = try #require(failure, "40 blobs of 100 kB fit in the 0.5 MiB left on the file system")
             #expect(inserted > 0, "not one blob fitted: \(full)")
@@ -126,10 +134,13 @@ struct FaultTests {
             #expect(try daemon.request(["op": .string("ping")], timeout: .seconds(5)).ok)
             // A transaction that runs out of space is rolled back whole.
             let batch = try daemon.batch(
-                ["INSERT INTO blobs (b) VALUES (x'01')", "INSERT INTO blobs (b) VALUES (randomblob(400000))"], transaction: true, pool: "main")
+                ["INSERT INTO blobs (b) VALUES (x'01')", "INSERT INTO blobs (b) VALUES (randomblob(400000))"], transaction: true,
+                pool: "main")
             #expect(batch.errorCode == "sql_error", "\(batch)")
             #expect(batch.errorDetail?["sqlite_name"] == .string("SQLITE_FULL"), "\(batch)")
-            #expect(try daemon.sql("SELECT count(*) FROM blobs", pool: "main").rows == [[.int(Int64(inserted))]], "half of the batch was applied")
+            #expect(
+                try daemon.sql("SELECT count(*) FROM blobs", pool: "main").rows == [[.int(Int64(inserted))]],
+                "half of the batch was applied")
             let pool = try daemon.poolState("main")
             #expect(pool["state"] == .string("ready") && pool["leased"] == .int(0), "\(pool)")
 
@@ -161,7 +172,8 @@ struct FaultTests {
         #expect(waitUntil(.seconds(5)) { workers.current("echo.py").count == 1 }, "no worker started")
         let pid = try #require(workers.current("echo.py").first)
         let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 30]])))
+        try client.send(
+            line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("workers"), "input": ["sleep": 30]])))
         #expect(try waitUntil(.seconds(5)) { try daemon.runningJobs() == 1 }, "the job never ran")
         usleep(200_000)  // the worker has read the job and sleeps
         let killed = ContinuousClock.now
@@ -189,24 +201,35 @@ struct FaultTests {
         try withExtendedLifetime(first) {
             #expect(try first.sql("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)", pool: "main").ok)
             for k in 1...10 {
-                #expect(try first.request(["op": .string("run"), "job": .string("put"), "params": .array([.int(Int64(k)), .string("committed")])]).ok)
+                #expect(
+                    try first.request([
+                        "op": .string("run"), "job": .string("put"), "params": .array([.int(Int64(k)), .string("committed")]),
+                    ]).ok)
             }
             let client = try first.client()
-            try client.send(line: JSON.encode(.object(Fault.batch(id: 1, [
-                "INSERT INTO kv VALUES (100, 'half')", "INSERT INTO kv VALUES (101, 'half')",
-                busySQL(millions: 1000), "INSERT INTO kv VALUES (102, 'half')",
-            ], transaction: true, pool: "main"))))
+            try client.send(
+                line: JSON.encode(
+                    .object(
+                        Fault.batch(
+                            id: 1,
+                            [
+                                "INSERT INTO kv VALUES (100, 'half')", "INSERT INTO kv VALUES (101, 'half')",
+                                busySQL(millions: 1000), "INSERT INTO kv VALUES (102, 'half')",
+                            ], transaction: true, pool: "main"))))
             #expect(try waitUntil(.seconds(5)) { try first.runningJobs() == 1 }, "the batch never ran")
             usleep(300_000)  // inside the slow statement, after the first two INSERTs
             first.signal(SIGKILL)
             #expect(first.waitForExit(timeout: .seconds(5)) != nil, "poold survived SIGKILL")
-            #expect(FileManager.default.fileExists(atPath: first.socket), "the killed poold's socket file is left behind (the fault needs it)")
+            #expect(
+                FileManager.default.fileExists(atPath: first.socket), "the killed poold's socket file is left behind (the fault needs it)")
             #expect((try? client.readReply(timeout: .seconds(5))) == nil, "a killed poold answered")
 
             // The same config, the same directory, no cleanup: it starts.
             let second = try DaemonProcess(directory: first.directory)
             #expect(try second.sql("PRAGMA integrity_check", pool: "main").rows == [[.string("ok")]])
-            #expect(try second.sql("SELECT count(*) FROM kv WHERE k >= 100", pool: "main").rows == [[.int(0)]], "the killed transaction was half-applied")
+            #expect(
+                try second.sql("SELECT count(*) FROM kv WHERE k >= 100", pool: "main").rows == [[.int(0)]],
+                "the killed transaction was half-applied")
             #expect(try second.sql("SELECT count(*) FROM kv WHERE k <= 10", pool: "main").rows == [[.int(10)]], "committed rows were lost")
             #expect(try second.request(["op": .string("run"), "job": .string("put"), "params": .array([.int(11), .string("after")])]).ok)
             #expect(try second.request(["op": .string("run"), "job": .string("count")]).rows == [[.int(11)]])
@@ -225,8 +248,12 @@ struct FaultTests {
 
         /// The old config still serves jobs, and status says the last reload failed, naming the file.
         func expectOldConfigServes(_ what: String, because reason: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-            #expect(try daemon.sql("SELECT 1", pool: "main").rows == [[.int(1)]], "\(what): the pool stopped serving", sourceLocation: sourceLocation)
-            #expect(try daemon.request(["op": .string("run"), "job": .string("count")]).rows == [[.int(0)]], "\(what)", sourceLocation: sourceLocation)
+            #expect(
+                try daemon.sql("SELECT 1", pool: "main").rows == [[.int(1)]], "\(what): the pool stopped serving",
+                sourceLocation: sourceLocation)
+            #expect(
+                try daemon.request(["op": .string("run"), "job": .string("count")]).rows == [[.int(0)]], "\(what)",
+                sourceLocation: sourceLocation)
             let status = try daemon.request(["op": .string("status")])
             #expect(status["state"] == .string("ready") && status["pools"] == .int(1), "\(what): \(status)", sourceLocation: sourceLocation)
             guard case .object(let last)? = status["last_reload"], case .string(let error)? = last["error"] else {
@@ -316,13 +343,17 @@ struct FaultTests {
             var lines = [JSON.encode(.object(Fault.run(id: 0, pool: "main", sql: slow)))]
             for id in 1...8 { lines.append(JSON.encode(.object(Fault.run(id: Int64(id), pool: "main", sql: big)))) }
             let client = try RawClient(path: daemon.socket)
-            #expect(client.sendWithoutBlocking(Array(lines.joined(separator: "\n").utf8) + [0x0A]) == lines.joined(separator: "\n").utf8.count + 1)
+            #expect(
+                client.sendWithoutBlocking(Array(lines.joined(separator: "\n").utf8) + [0x0A]) == lines.joined(separator: "\n").utf8.count
+                    + 1)
             // Answers are in flight, far more than the socket holds, when the client goes.
             let answered = try waitUntil(.seconds(20)) { try Fault.count("succeeded", daemon) >= succeededBefore + 4 }
             #expect(answered, "the big answers were never ready")
             client.close(abortive: abortive)
             try expectServing(after: abortive ? "an abortive close" : "a close")
-            #expect(try waitUntil(.seconds(10)) { try Fault.count("cancelled", daemon) > cancelledBefore }, "the vanished client's slow job was not cancelled")
+            #expect(
+                try waitUntil(.seconds(10)) { try Fault.count("cancelled", daemon) > cancelledBefore },
+                "the vanished client's slow job was not cancelled")
         }
 
         /// poold is alive, answers at once, and nothing of the vanished client is left running.
@@ -330,7 +361,9 @@ struct FaultTests {
             #expect(daemon.process.isRunning, "poold died after \(what) (SIGPIPE?):\n\(daemon.log)", sourceLocation: sourceLocation)
             let started = ContinuousClock.now
             #expect(try daemon.request(["op": .string("ping")], timeout: .seconds(5)).ok, sourceLocation: sourceLocation)
-            #expect(started.duration(to: .now) < .seconds(1), "ping after \(what) took \(started.duration(to: .now))", sourceLocation: sourceLocation)
+            #expect(
+                started.duration(to: .now) < .seconds(1), "ping after \(what) took \(started.duration(to: .now))",
+                sourceLocation: sourceLocation)
             let idle = try waitUntil(.seconds(15)) {
                 let jobs = try daemon.request(["op": .string("jobs")])
                 let leased = try daemon.poolState("main")["leased"]
@@ -346,7 +379,8 @@ struct FaultTests {
             let client = try RawClient(path: daemon.socket)
             var payload: [UInt8] = []
             for id in 0..<5000 {
-                payload += Array((JSON.encode(.object(Fault.run(id: Int64(id), pool: "main", sql: "SELECT randomblob(20000)"))) + "\n").utf8)
+                payload += Array(
+                    (JSON.encode(.object(Fault.run(id: Int64(id), pool: "main", sql: "SELECT randomblob(20000)"))) + "\n").utf8)
             }
             var sent = 0
             var lastProgress = ContinuousClock.now
@@ -401,7 +435,9 @@ extension PostgresTests {
         let fits = try daemon.sql("SELECT repeat('x', 1000000) FROM generate_series(1, 10)")
         #expect(fits.rows?.count == 10, "\(fits)")
         let many = try daemon.sql("SELECT generate_series(1, 100001)")
-        #expect(many.errorCode == "bad_request" && many.errorMessage?.contains("more than 100000 rows") == true, "\(many.errorCode ?? "ok"): \(many.errorMessage ?? "")")
+        #expect(
+            many.errorCode == "bad_request" && many.errorMessage?.contains("more than 100000 rows") == true,
+            "\(many.errorCode ?? "ok"): \(many.errorMessage ?? "")")
         #expect(try daemon.sql("SELECT count(*) FROM generate_series(1, 100001)").rows == [[.int(100_001)]], "the connection is still good")
     }
     /// SIGKILL of the server process running a job's transaction: the postmaster then ends
@@ -418,10 +454,16 @@ extension PostgresTests {
         try PG.psql("CHECKPOINT")
 
         let client = try daemon.client()
-        try client.send(line: JSON.encode(.object(Fault.batch(id: 1, ["INSERT INTO fault_marks VALUES (2)", "SELECT pg_sleep(5)"], transaction: true, pool: "pg"))))
+        try client.send(
+            line: JSON.encode(
+                .object(Fault.batch(id: 1, ["INSERT INTO fault_marks VALUES (2)", "SELECT pg_sleep(5)"], transaction: true, pool: "pg"))))
         var backend: Int32?
         _ = try waitUntil(.seconds(5)) {
-            backend = Int32(try PG.psql("SELECT pid FROM pg_stat_activity WHERE application_name = '\(application)' AND state = 'active' AND query LIKE '%pg_sleep%'"))
+            backend = Int32(
+                try PG.psql(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = '\(application)' AND state = 'active' AND query LIKE "
+                        + "'%pg_sleep%'"
+                ))
             return backend != nil
         }
         let pid = try #require(backend, "the transaction never reached pg_sleep")

@@ -89,14 +89,14 @@ struct SocketActivationTests {
         let socket = directory + "/activated.sock"
         let config = directory + "/poold.toml"
         try """
-            [daemon]
-            control_socket = "\(directory)/unused.sock"
-            shutdown_grace = "1s"
+        [daemon]
+        control_socket = "\(directory)/unused.sock"
+        shutdown_grace = "1s"
 
-            [[pool]]
-            name = "main"
-            path = "\(directory)/main.db"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        [[pool]]
+        name = "main"
+        path = "\(directory)/main.db"
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let activator = Process()
         activator.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
         activator.arguments = ["-l", socket, DaemonProcess.binary, "--config", config]
@@ -115,7 +115,9 @@ struct SocketActivationTests {
             }
             if reply == nil { usleep(20_000) }
         }
-        let status = try #require(reply, "no answer on the activated socket: \(String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self))")
+        let status = try #require(
+            reply,
+            "no answer on the activated socket: \(String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self))")
         #expect(status["state"] == .string("ready"))
         #expect(!FileManager.default.fileExists(atPath: directory + "/unused.sock"), "control_socket is ignored when systemd passes one")
         kill(activator.processIdentifier, SIGTERM)  // systemd-socket-activate execs poold: same pid

@@ -53,19 +53,21 @@ enum PG {
         let cluster = try require()
         let directory = try DaemonProcess.makeTemporaryDirectory()
         try (password ?? cluster.password).write(toFile: directory + "/pg.password", atomically: true, encoding: .utf8)
-        return try DaemonProcess(grace: grace, pools: """
-            [[pool]]
-            name = "pg"
-            kind = "postgres"
-            url = "\(url ?? cluster.url)"
-            \(passwordKey)
-            application_name = "\(application)"
-            min = \(min)
-            max = \(max)
-            acquire_timeout = "\(acquireTimeout)"
-            allow_adhoc = true
-            \(extra)
-            """, environment: environment, directory: directory)
+        return try DaemonProcess(
+            grace: grace,
+            pools: """
+                [[pool]]
+                name = "pg"
+                kind = "postgres"
+                url = "\(url ?? cluster.url)"
+                \(passwordKey)
+                application_name = "\(application)"
+                min = \(min)
+                max = \(max)
+                acquire_timeout = "\(acquireTimeout)"
+                allow_adhoc = true
+                \(extra)
+                """, environment: environment, directory: directory)
     }
 
     /// A unique application_name, so that a test counts only its own connections.
@@ -76,7 +78,9 @@ enum PG {
 
 extension DaemonProcess {
     /// Runs ad-hoc SQL on the pool "pg".
-    func sql(_ sql: String, _ params: [JSONValue] = [], timeoutMs: Int? = nil, transaction: Bool = false, pool: String = "pg") throws -> JSONObject {
+    func sql(_ sql: String, _ params: [JSONValue] = [], timeoutMs: Int? = nil, transaction: Bool = false, pool: String = "pg") throws
+        -> JSONObject
+    {
         var fields: JSONObject = ["op": .string("run"), "pool": .string(pool), "sql": .string(sql)]
         if !params.isEmpty { fields["params"] = .array(params) }
         if let timeoutMs { fields["timeout_ms"] = .int(Int64(timeoutMs)) }
@@ -118,7 +122,7 @@ enum Program {
         posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         let argv = ([program] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, program, &actions, nil, argv, environ)
         guard rc == 0 else { throw TestFailure("cannot run \(program): \(String(cString: strerror(rc)))") }

@@ -71,13 +71,20 @@ struct PostgresTests {
         let daemon = try PG.daemon(PG.application("params"))
         let reply = try daemon.sql(
             "SELECT $1::int + 1, $2::float8 * 2, $3 || '!', $4::bool, $5::int IS NULL, length($6::bytea), $7::timestamptz",
-            [.int(41), .double(1.25), .string("hi"), .bool(true), .null, .object(["base64": .string("AAEC")]), .string("2024-01-02T03:04:05Z")])
+            [
+                .int(41), .double(1.25), .string("hi"), .bool(true), .null, .object(["base64": .string("AAEC")]),
+                .string("2024-01-02T03:04:05Z"),
+            ])
         #expect(reply.ok, "\(reply)")
-        #expect(reply.rows == [[.int(42), .double(2.5), .string("hi!"), .bool(true), .bool(true), .int(3), .string("2024-01-02T03:04:05Z")]])
+        #expect(
+            reply.rows == [[.int(42), .double(2.5), .string("hi!"), .bool(true), .bool(true), .int(3), .string("2024-01-02T03:04:05Z")]])
 
         // A string compared with a column takes the column's type (no "operator does not exist").
         try PG.psql("DROP TABLE IF EXISTS events; CREATE TABLE events (at timestamptz, n bigint); GRANT ALL ON events TO poold")
-        #expect(try daemon.sql("INSERT INTO events VALUES ($1, $2), ($3, $4)", [.string("2024-05-01 10:00:00+00"), .int(1), .string("2024-06-01T10:00:00Z"), .int(2)])["affected"] == .int(2))
+        #expect(
+            try daemon.sql(
+                "INSERT INTO events VALUES ($1, $2), ($3, $4)",
+                [.string("2024-05-01 10:00:00+00"), .int(1), .string("2024-06-01T10:00:00Z"), .int(2)])["affected"] == .int(2))
         let later = try daemon.sql("SELECT n FROM events WHERE at > $1 ORDER BY n", [.string("2024-05-15T00:00:00Z")])
         #expect(later.rows == [[.int(2)]])
         #expect(try daemon.sql("UPDATE events SET n = n + 10")["affected"] == .int(2))
@@ -114,7 +121,10 @@ struct PostgresTests {
             #expect(row[0] == row[1], "numeric \(text): \(row)")
         }
         #expect(try daemon.sql("SELECT $1::numeric * 2", [.int(21)]).rows == [[.string("42")]])
-        #expect(try daemon.sql("SELECT $1::uuid", [.string("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")]).rows == [[.string("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")]])
+        #expect(
+            try daemon.sql("SELECT $1::uuid", [.string("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11")]).rows == [
+                [.string("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")]
+            ])
         #expect(try daemon.sql("SELECT $1::jsonb -> 'a'", [.string("{\"a\": [1, true]}")]).rows == [[.array([.int(1), .bool(true)])]])
         #expect(try daemon.sql("SELECT $1::int2 + 1", [.int(7)]).rows == [[.int(8)]])
         #expect(try daemon.sql("SELECT $1::float4", [.double(0.5)]).rows == [[.double(0.5)]])
@@ -145,7 +155,10 @@ struct PostgresTests {
 
     @Test func transactionsCommitOrRollBack() throws {
         let daemon = try PG.daemon(PG.application("tx"))
-        try PG.psql("DROP TABLE IF EXISTS accounts; CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); GRANT ALL ON accounts TO poold")
+        try PG.psql(
+            "DROP TABLE IF EXISTS accounts; CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); GRANT ALL ON accounts TO "
+                + "poold"
+        )
         let ok = try daemon.request([
             "op": .string("run"), "pool": .string("pg"), "transaction": .bool(true),
             "batch": .array([
@@ -211,10 +224,14 @@ struct PostgresTests {
 
         // A client that disconnects mid-transaction.
         let client = try daemon.client()
-        try client.send(line: JSON.encode(.object([
-            "id": .int(1), "op": .string("run"), "pool": .string("pg"), "transaction": .bool(true),
-            "batch": .array([.object(["sql": .string("INSERT INTO marks VALUES (1)")]), .object(["sql": .string("SELECT pg_sleep(30)")])]),
-        ])))
+        try client.send(
+            line: JSON.encode(
+                .object([
+                    "id": .int(1), "op": .string("run"), "pool": .string("pg"), "transaction": .bool(true),
+                    "batch": .array([
+                        .object(["sql": .string("INSERT INTO marks VALUES (1)")]), .object(["sql": .string("SELECT pg_sleep(30)")]),
+                    ]),
+                ])))
         #expect(try waitUntil(.seconds(5)) { try PG.connections(application, activeOnly: true) == 1 })
         client.close()
         #expect(try waitUntil(.seconds(3)) { try PG.connections(application, activeOnly: true) == 0 })
@@ -222,7 +239,8 @@ struct PostgresTests {
 
         // `cancel` by id from another connection.
         let runner = try daemon.client()
-        try runner.send(line: JSON.encode(.object(["id": .int(2), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(30)")])))
+        try runner.send(
+            line: JSON.encode(.object(["id": .int(2), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(30)")])))
         var job: JSONValue?
         _ = try waitUntil(.seconds(5)) {
             let jobs = try daemon.request(["op": .string("jobs")])
@@ -244,10 +262,13 @@ struct PostgresTests {
     @Test func exhaustionQueuesThenRefuses() throws {
         let daemon = try PG.daemon(PG.application("exhaust"), max: 1, acquireTimeout: "700ms", pool: "max_waiters = 1")
         let holder = try daemon.client()
-        try holder.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(1.5)")])))
+        try holder.send(
+            line: JSON.encode(
+                .object(["id": .int(1), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(1.5)")])))
         #expect(try waitUntil(.seconds(5)) { try daemon.poolState()["leased"] == .int(1) })
         let waiter = try daemon.client()
-        try waiter.send(line: JSON.encode(.object(["id": .int(2), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT 2")])))
+        try waiter.send(
+            line: JSON.encode(.object(["id": .int(2), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT 2")])))
         #expect(try waitUntil(.seconds(5)) { try daemon.poolState()["waiting"] == .int(1) })
         let third = try daemon.sql("SELECT 3")
         #expect(third.errorCode == "overloaded", "the queue holds one waiter: \(third)")
@@ -329,7 +350,9 @@ struct PostgresTests {
         let daemon = try PG.daemon(application, max: 3, grace: "1s")
         let client = try daemon.client()
         for id in 1...3 {
-            try client.send(line: JSON.encode(.object(["id": .int(Int64(id)), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(0.5)")])))
+            try client.send(
+                line: JSON.encode(
+                    .object(["id": .int(Int64(id)), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(0.5)")])))
         }
         #expect(try waitUntil(.seconds(5)) { try daemon.poolState()["leased"] == .int(3) }, "all three jobs hold a connection")
         daemon.signal(SIGTERM)
@@ -352,27 +375,34 @@ struct PostgresTests {
             Thread {
                 guard let client = try? daemon.client() else { return }
                 while !stop.isSet {
-                    let reply = try? client.request(["op": .string("run"), "pool": .string("pg"), "sql": .string("INSERT INTO counter VALUES (1)")], timeout: .seconds(10))
+                    let reply = try? client.request(
+                        ["op": .string("run"), "pool": .string("pg"), "sql": .string("INSERT INTO counter VALUES (1)")],
+                        timeout: .seconds(10))
                     outcomes.add(reply)
                 }
             }
         }
-        threads.forEach { $0.start() }
+        for thread in threads { thread.start() }
         let long = try daemon.client()
-        try long.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(20)")])))
+        try long.send(
+            line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(20)")])))
         #expect(try waitUntil(.seconds(5)) { try PG.connections(application, activeOnly: true) >= 1 })
         usleep(300_000)
         try PG.ctl("restart", "-m", "fast")
         let longReply = try long.readReply(timeout: .seconds(10))
         #expect(longReply?.errorCode == "backend", "\(String(describing: longReply))")
-        #expect(longReply?.errorMessage?.contains("terminating connection") == true || longReply?.errorMessage?.contains("closed") == true, "\(String(describing: longReply))")
+        #expect(
+            longReply?.errorMessage?.contains("terminating connection") == true || longReply?.errorMessage?.contains("closed") == true,
+            "\(String(describing: longReply))")
         // Within a few seconds jobs succeed again, on new connections.
         let before = outcomes.succeeded
         #expect(waitUntil(.seconds(10)) { outcomes.succeeded > before + 20 }, "jobs did not recover: \(outcomes.summary)")
         stop.set()
         #expect(waitUntil(.seconds(15)) { outcomes.finishedThreads(threads) })
         #expect(outcomes.unanswered == 0, "every request got an answer: \(outcomes.summary)")
-        #expect(outcomes.codes.keys.allSatisfy { ["backend", "pool_timeout"].contains($0) }, "only backend errors during the restart: \(outcomes.summary)")
+        #expect(
+            outcomes.codes.keys.allSatisfy { ["backend", "pool_timeout"].contains($0) },
+            "only backend errors during the restart: \(outcomes.summary)")
         #expect(try daemon.sql("SELECT count(*) FROM counter").ok)
     }
 

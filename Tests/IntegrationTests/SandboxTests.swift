@@ -60,7 +60,9 @@ struct SandboxTests {
                 replies[r['id']] = r
             for i in range(len(lines)): print(json.dumps(replies[i]))
             """
-        let result = try Program.run("/usr/bin/setpriv", ["--reuid=poold-t-sub", "--regid=poold-t-sub", "--init-groups", "--", "/usr/bin/python3", "-c", client, daemon.socket] + lines)
+        let result = try Program.run(
+            "/usr/bin/setpriv",
+            ["--reuid=poold-t-sub", "--regid=poold-t-sub", "--init-groups", "--", "/usr/bin/python3", "-c", client, daemon.socket] + lines)
         guard result.status == 0 else { throw TestFailure("the submitter's client failed: \(result.err)") }
         return try result.out.split(separator: "\n").map { line in
             guard case .object(let reply) = try JSON.parse(Array(line.utf8)) else { throw TestFailure("not a reply: \(line)") }
@@ -83,12 +85,16 @@ struct SandboxTests {
     /// call through it. Every step is refused, and poold stays up.
     @Test func fts3TokenizerCannotCrashPoold() throws {
         let daemon = try Self.daemon()
-        let replies = try Self.asSubmitter(daemon, [
-            Self.sql("SELECT hex(fts3_tokenizer('simple'))"),
-            Self.batch(["SELECT fts3_tokenizer('simple', x'4141414141414141')", "CREATE VIRTUAL TABLE temp.t USING fts3(tokenize=simple)"]),
-            Self.sql("SELECT fts3_tokenizer('simple', ?1)", params: [.object(["base64": .string("QUFBQUFBQUE=")])]),
-            Self.sql("CREATE VIRTUAL TABLE t USING fts3(tokenize=simple)"),
-        ])
+        let replies = try Self.asSubmitter(
+            daemon,
+            [
+                Self.sql("SELECT hex(fts3_tokenizer('simple'))"),
+                Self.batch([
+                    "SELECT fts3_tokenizer('simple', x'4141414141414141')", "CREATE VIRTUAL TABLE temp.t USING fts3(tokenize=simple)",
+                ]),
+                Self.sql("SELECT fts3_tokenizer('simple', ?1)", params: [.object(["base64": .string("QUFBQUFBQUE=")])]),
+                Self.sql("CREATE VIRTUAL TABLE t USING fts3(tokenize=simple)"),
+            ])
         for reply in replies {
             #expect(reply.errorCode == "sql_error" && reply.errorMessage?.contains("not authorized") == true, "\(reply)")
         }
@@ -103,11 +109,13 @@ struct SandboxTests {
     @Test func attachIsRefused() throws {
         let daemon = try Self.daemon()
         let outside = daemon.directory + "/outside.db"
-        let replies = try Self.asSubmitter(daemon, [
-            Self.sql("ATTACH DATABASE '\(outside)' AS other"),
-            Self.sql("ATTACH DATABASE ?1 AS other", params: [.string(outside)]),
-            Self.sql("DETACH DATABASE main"),
-        ])
+        let replies = try Self.asSubmitter(
+            daemon,
+            [
+                Self.sql("ATTACH DATABASE '\(outside)' AS other"),
+                Self.sql("ATTACH DATABASE ?1 AS other", params: [.string(outside)]),
+                Self.sql("DETACH DATABASE main"),
+            ])
         for reply in replies {
             #expect(reply.errorCode == "sql_error", "\(reply)")
         }
@@ -121,32 +129,36 @@ struct SandboxTests {
     /// pragmas still answer.
     @Test func noStateOutlivesAJob() throws {
         let daemon = try Self.daemon()
-        let refused = try Self.asSubmitter(daemon, [
-            Self.sql("CREATE TEMP TRIGGER swallow BEFORE INSERT ON kv BEGIN SELECT RAISE(IGNORE); END"),
-            Self.sql("CREATE TEMP TABLE t (x)"),
-            Self.sql("CREATE TABLE temp.t2 (x)"),
-            Self.sql("CREATE TEMP VIEW v AS SELECT 1"),
-            Self.sql("PRAGMA writable_schema = ON"),
-            Self.sql("PRAGMA user_version = 5"),
-            Self.sql("PRAGMA journal_mode = DELETE"),
-            Self.sql("PRAGMA query_only = 1"),
-            Self.sql("SELECT sql FROM sqlite_stmt"),
-            Self.sql("SELECT * FROM sqlite_dbpage"),
-            Self.sql("SELECT * FROM pragma_journal_mode"),
-            Self.sql("CREATE INDEX temp.i ON kv (v)"),
-            Self.sql("SELECT load_extension('/lib/x86_64-linux-gnu/libc.so.6')"),
-        ])
+        let refused = try Self.asSubmitter(
+            daemon,
+            [
+                Self.sql("CREATE TEMP TRIGGER swallow BEFORE INSERT ON kv BEGIN SELECT RAISE(IGNORE); END"),
+                Self.sql("CREATE TEMP TABLE t (x)"),
+                Self.sql("CREATE TABLE temp.t2 (x)"),
+                Self.sql("CREATE TEMP VIEW v AS SELECT 1"),
+                Self.sql("PRAGMA writable_schema = ON"),
+                Self.sql("PRAGMA user_version = 5"),
+                Self.sql("PRAGMA journal_mode = DELETE"),
+                Self.sql("PRAGMA query_only = 1"),
+                Self.sql("SELECT sql FROM sqlite_stmt"),
+                Self.sql("SELECT * FROM sqlite_dbpage"),
+                Self.sql("SELECT * FROM pragma_journal_mode"),
+                Self.sql("CREATE INDEX temp.i ON kv (v)"),
+                Self.sql("SELECT load_extension('/lib/x86_64-linux-gnu/libc.so.6')"),
+            ])
         for reply in refused {
             #expect(reply.errorCode == "sql_error", "\(reply)")
         }
-        let allowed = try Self.asSubmitter(daemon, [
-            Self.sql("PRAGMA table_info(kv)"),
-            Self.sql("SELECT name FROM pragma_table_info('kv')"),
-            Self.sql("PRAGMA user_version"),
-            Self.sql("INSERT INTO kv VALUES (1, 'one')"),
-            Self.sql("CREATE TABLE notes (n)"),
-            Self.sql("SELECT count(*) FROM kv"),
-        ])
+        let allowed = try Self.asSubmitter(
+            daemon,
+            [
+                Self.sql("PRAGMA table_info(kv)"),
+                Self.sql("SELECT name FROM pragma_table_info('kv')"),
+                Self.sql("PRAGMA user_version"),
+                Self.sql("INSERT INTO kv VALUES (1, 'one')"),
+                Self.sql("CREATE TABLE notes (n)"),
+                Self.sql("SELECT count(*) FROM kv"),
+            ])
         for reply in allowed {
             #expect(reply.ok, "\(reply)")
         }
@@ -161,11 +173,13 @@ struct SandboxTests {
     @Test func aHugeValueIsRefusedBeforeItIsAllocated() throws {
         let daemon = try Self.daemon()
         let before = try Memory.peak(of: daemon)
-        let replies = try Self.asSubmitter(daemon, [
-            Self.sql("SELECT zeroblob(900000000)"),
-            Self.sql("SELECT length(zeroblob(900000000))"),
-            Self.sql("SELECT randomblob(900000000)"),
-        ])
+        let replies = try Self.asSubmitter(
+            daemon,
+            [
+                Self.sql("SELECT zeroblob(900000000)"),
+                Self.sql("SELECT length(zeroblob(900000000))"),
+                Self.sql("SELECT randomblob(900000000)"),
+            ])
         for reply in replies {
             #expect(reply.errorCode == "sql_error" && reply.errorDetail?["sqlite_name"] == .string("SQLITE_TOOBIG"), "\(reply)")
         }

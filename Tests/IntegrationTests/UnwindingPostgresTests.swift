@@ -21,7 +21,10 @@ extension PostgresTests {
 
     /// A fresh table `name (k int PRIMARY KEY, v int)` owned by poold, holding the row (1, 0).
     static func makeLockTable(_ name: String) throws {
-        try PG.psql("DROP TABLE IF EXISTS \(name); CREATE TABLE \(name) (k int PRIMARY KEY, v int NOT NULL); INSERT INTO \(name) VALUES (1, 0); ALTER TABLE \(name) OWNER TO poold")
+        try PG.psql(
+            "DROP TABLE IF EXISTS \(name); CREATE TABLE \(name) (k int PRIMARY KEY, v int NOT NULL); INSERT INTO \(name) VALUES (1, 0); "
+                + "ALTER TABLE \(name) OWNER TO poold"
+        )
     }
 
     /// A transactional batch that takes row 1's lock, inserts the marker row 2, then sleeps.
@@ -52,7 +55,8 @@ extension PostgresTests {
     /// Every backend of the application, as `pid:state` (any state: idle, active,
     /// idle in transaction, idle in transaction (aborted)), ordered by pid.
     static func backends(_ application: String) throws -> [String] {
-        let text = try PG.psql("SELECT pid || ':' || coalesce(state, '?') FROM pg_stat_activity WHERE application_name = '\(application)' ORDER BY pid")
+        let text = try PG.psql(
+            "SELECT pid || ':' || coalesce(state, '?') FROM pg_stat_activity WHERE application_name = '\(application)' ORDER BY pid")
         return text.split(separator: "\n").map(String.init)
     }
 
@@ -60,7 +64,10 @@ extension PostgresTests {
     /// is, else the application's backends.
     static func awaitSleep(_ application: String) throws -> [String]? {
         let sleeping = try waitUntil(.seconds(5)) {
-            try PG.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = '\(application)' AND state = 'active' AND query LIKE '%pg_sleep%'") == "1"
+            try PG.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = '\(application)' AND state = 'active' AND query LIKE "
+                    + "'%pg_sleep%'"
+            ) == "1"
         }
         return sleeping ? nil : try backends(application)
     }
@@ -94,7 +101,9 @@ extension PostgresTests {
         let notSleeping = try Self.awaitSleep(application)
         try #require(notSleeping == nil, "the transaction never reached pg_sleep; backends: \(notSleeping ?? [])")
         let held = Self.outsideUpdate(table, lockTimeout: "200ms")
-        #expect(held?.contains("lock timeout") == true, "the job should hold row 1's lock while it sleeps; the outside UPDATE gave: \(held ?? "success")")
+        #expect(
+            held?.contains("lock timeout") == true,
+            "the job should hold row 1's lock while it sleeps; the outside UPDATE gave: \(held ?? "success")")
 
         switch stop {
         case .timeout:
@@ -128,7 +137,9 @@ extension PostgresTests {
         let outside = Self.outsideUpdate(table)
         #expect(outside == nil, "row 1's lock is still held after \(stop): \(outside ?? "")")
         let next = try daemon.sql("SELECT pg_backend_pid()")
-        #expect(next.rows?.first?.first == pid, "the next job ran on backend \(String(describing: next.rows)), not on \(pid.intText): the connection was replaced")
+        #expect(
+            next.rows?.first?.first == pid,
+            "the next job ran on backend \(String(describing: next.rows)), not on \(pid.intText): the connection was replaced")
     }
 
     /// G5 (cell 30 and the PostgreSQL half of 74): a reload that removes the postgres pool, or
@@ -171,7 +182,9 @@ extension PostgresTests {
         if transaction {
             try client.send(line: Self.lockingTransaction(table, sleep: 1.5))
         } else {
-            try client.send(line: JSON.encode(.object(["id": .int(1), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(1.5)")])))
+            try client.send(
+                line: JSON.encode(
+                    .object(["id": .int(1), "op": .string("run"), "pool": .string("pg"), "sql": .string("SELECT pg_sleep(1.5)")])))
         }
         let notSleeping = try Self.awaitSleep(application)
         try #require(notSleeping == nil, "the job never reached pg_sleep; backends: \(notSleeping ?? [])")
@@ -180,7 +193,8 @@ extension PostgresTests {
         let rewritten =
             switch change {
             case .removed: config.replacingOccurrences(of: pgPool, with: "")
-            case .replaced: config.replacingOccurrences(of: "application_name = \"\(application)\"", with: "application_name = \"\(successor)\"")
+            case .replaced:
+                config.replacingOccurrences(of: "application_name = \"\(application)\"", with: "application_name = \"\(successor)\"")
             }
         try #require(rewritten != config, "the test could not rewrite the config")
         try rewritten.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
@@ -237,7 +251,9 @@ extension PostgresTests {
         let notSleeping = try Self.awaitSleep(application)
         try #require(notSleeping == nil, "the transaction never reached pg_sleep; backends: \(notSleeping ?? [])")
         let held = Self.outsideUpdate(table, lockTimeout: "200ms")
-        #expect(held?.contains("lock timeout") == true, "the job should hold row 1's lock while it sleeps; the outside UPDATE gave: \(held ?? "success")")
+        #expect(
+            held?.contains("lock timeout") == true,
+            "the job should hold row 1's lock while it sleeps; the outside UPDATE gave: \(held ?? "success")")
 
         daemon.signal(SIGKILL)
         let killed = ContinuousClock.now
@@ -410,39 +426,48 @@ extension PostgresTests {
         let directory = try DaemonProcess.makeTemporaryDirectory()
         try cluster.password.write(toFile: directory + "/pg.password", atomically: true, encoding: .utf8)
         let ledger = Ledger(path: directory + "/ledger.jsonl")
-        let daemon = try DaemonProcess(grace: secondSignal ? "30s" : "1s", pools: """
-            [[pool]]
-            name = "pg"
-            kind = "postgres"
-            url = "\(cluster.url)"
-            password_file = "@DIR@/pg.password"
-            application_name = "\(application)"
-            min = 1
-            max = 1
-            allow_adhoc = true
+        let daemon = try DaemonProcess(
+            grace: secondSignal ? "30s" : "1s",
+            pools: """
+                [[pool]]
+                name = "pg"
+                kind = "postgres"
+                url = "\(cluster.url)"
+                password_file = "@DIR@/pg.password"
+                application_name = "\(application)"
+                min = 1
+                max = 1
+                allow_adhoc = true
 
-            [[pool]]
-            name = "main"
-            kind = "sqlite"
-            path = "@DIR@/main.db"
-            max = 1
-            allow_adhoc = true
+                [[pool]]
+                name = "main"
+                kind = "sqlite"
+                path = "@DIR@/main.db"
+                max = 1
+                allow_adhoc = true
 
-            [[pool]]
-            name = "workers"
-            kind = "exec"
-            command = ["/usr/bin/python3", "\(Exec.worker("ledger"))"]
-            max = 1
-            kill_grace = "500ms"
-            environment = { POOLD_TEST_LEDGER = "\(ledger.path)" }
-            """, directory: directory)
+                [[pool]]
+                name = "workers"
+                kind = "exec"
+                command = ["/usr/bin/python3", "\(Exec.worker("ledger"))"]
+                max = 1
+                kill_grace = "500ms"
+                environment = { POOLD_TEST_LEDGER = "\(ledger.path)" }
+                """, directory: directory)
         let workers = WorkerWatch(daemon)
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+        #expect(
+            try daemon.request([
+                "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+            ]).ok)
 
         let pg = try daemon.client()
         try pg.send(line: Self.lockingTransaction(table, sleep: 30))
         let lite = try daemon.client()
-        try lite.send(line: #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},{"sql":"\#(busySQL(millions: 1000))"}]}"#)
+        try lite.send(
+            line:
+                #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},"#
+                + #"{"sql":"\#(busySQL(millions: 1000))"}]}"#
+        )
         let (exec, children) = try UnwindingTests.startJobWithChild(daemon, ledger, workers, pool: "workers", sleep: 30)
         let idle = try daemon.client()
         #expect(try idle.request(["op": .string("ping")]).ok)
@@ -481,7 +506,9 @@ extension PostgresTests {
         #expect(try daemon.sqlite("SELECT count(*) FROM kv") == "0")
         #expect(try UnwindingTests.outsideWriterSucceeds(daemon, k: 2))
         // Exec: the worker and the child it started are gone.
-        #expect(waitUntil(.seconds(2)) { workers.gone(children.worker) && workers.gone(children.child) }, "worker \(children.worker) or its child \(children.child) outlived poold")
+        #expect(
+            waitUntil(.seconds(2)) { workers.gone(children.worker) && workers.gone(children.child) },
+            "worker \(children.worker) or its child \(children.child) outlived poold")
         workers.expectNoneLeft()
     }
 }
@@ -535,21 +562,25 @@ extension PostgresTests {
         let out = Pipe()
         fake.standardOutput = out
         try fake.run()
-        defer { kill(fake.processIdentifier, SIGKILL); fake.waitUntilExit() }
+        defer {
+            kill(fake.processIdentifier, SIGKILL)
+            fake.waitUntilExit()
+        }
         let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         try "secret\n".write(toFile: directory + "/pg.password", atomically: true, encoding: .utf8)
-        let daemon = try DaemonProcess(pools: """
-            [[pool]]
-            name = "pg"
-            kind = "postgres"
-            url = "postgres://poold@127.0.0.1:\(port)/db?sslmode=prefer"
-            password_file = "@DIR@/pg.password"
-            min = 1
-            max = 1
-            acquire_timeout = "1s"
-            \(requireScram ? #"require_auth = "scram-sha-256""# : "")
-            allow_adhoc = true
-            """, directory: directory)
+        let daemon = try DaemonProcess(
+            pools: """
+                [[pool]]
+                name = "pg"
+                kind = "postgres"
+                url = "postgres://poold@127.0.0.1:\(port)/db?sslmode=prefer"
+                password_file = "@DIR@/pg.password"
+                min = 1
+                max = 1
+                acquire_timeout = "1s"
+                \(requireScram ? #"require_auth = "scram-sha-256""# : "")
+                allow_adhoc = true
+                """, directory: directory)
         _ = waitUntil(.seconds(5)) { (try? daemon.poolState()["last_error"]).map { $0 != .null } ?? false }
         let seen = FileManager.default.fileExists(atPath: record)
         if requireScram {

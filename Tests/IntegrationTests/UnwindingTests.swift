@@ -16,30 +16,38 @@ struct UnwindingTests {
 
     /// A poold with one SQLite pool "main" of `max = 1` and a table `kv`.
     static func sqliteDaemon(grace: String = "3s") throws -> DaemonProcess {
-        let daemon = try DaemonProcess(grace: grace, pools: """
-            [[pool]]
-            name = "main"
-            kind = "sqlite"
-            path = "@DIR@/main.db"
-            min = 1
-            max = 1
-            acquire_timeout = "2s"
-            job_timeout = "20s"
-            allow_adhoc = true
-            """)
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)")]).ok)
+        let daemon = try DaemonProcess(
+            grace: grace,
+            pools: """
+                [[pool]]
+                name = "main"
+                kind = "sqlite"
+                path = "@DIR@/main.db"
+                min = 1
+                max = 1
+                acquire_timeout = "2s"
+                job_timeout = "20s"
+                allow_adhoc = true
+                """)
+        #expect(
+            try daemon.request([
+                "op": .string("run"), "pool": .string("main"), "sql": .string("CREATE TABLE kv (k INTEGER PRIMARY KEY, v)"),
+            ]).ok)
         return daemon
     }
 
     /// A transaction that writes row `k`, then spins until something stops it.
     static func writingTransaction(k: Int, timeoutMs: Int? = nil) -> String {
         let timeout = timeoutMs.map { #","timeout_ms":\#($0)"# } ?? ""
-        return #"{"id":1,"op":"run","pool":"main","transaction":true\#(timeout),"batch":[{"sql":"INSERT INTO kv VALUES (\#(k), 'x')"},{"sql":"\#(busySQL(millions: 1000))"}]}"#
+        return
+            #"{"id":1,"op":"run","pool":"main","transaction":true\#(timeout),"batch":[{"sql":"INSERT INTO kv VALUES (\#(k), 'x')"},"#
+            + #"{"sql":"\#(busySQL(millions: 1000))"}]}"#
     }
 
     /// Whether a writer outside poold gets the database's write lock within 200 ms.
     static func outsideWriterSucceeds(_ daemon: DaemonProcess, k: Int) throws -> Bool {
-        let result = try Program.run("/usr/bin/sqlite3", ["-cmd", ".timeout 200", daemon.database, "INSERT INTO kv VALUES (\(k), 'outside')"])
+        let result = try Program.run(
+            "/usr/bin/sqlite3", ["-cmd", ".timeout 200", daemon.database, "INSERT INTO kv VALUES (\(k), 'outside')"])
         return result.status == 0
     }
 
@@ -72,7 +80,8 @@ struct UnwindingTests {
         #expect(idle, "after \(stop): jobs \(states), pool \(pool)")
         #expect(try Self.outsideWriterSucceeds(daemon, k: 2), "the write lock is still held after \(stop)")
         #expect(try daemon.sqlite("SELECT count(*) FROM kv WHERE k = 1") == "0", "the stopped transaction's row is there")
-        #expect(try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("INSERT INTO kv VALUES (3, 'after')")]).ok)
+        #expect(
+            try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("INSERT INTO kv VALUES (3, 'after')")]).ok)
         #expect(try daemon.sqlite("SELECT count(*) FROM kv WHERE k = 3") == "1")
     }
 
@@ -170,13 +179,16 @@ struct UnwindingTests {
         defer { workers.expectNoneLeft() }
         #expect(try daemon.request(["op": .string("run"), "pool": .string("busy"), "input": .object(["daemon": .bool(true)])]).ok)
         let line = try #require(ledger.lines.last { $0.contains("daemon_pid") }, "\(ledger.lines)")
-        let daemonPid = try #require(pid_t(line.split(separator: ":")[1].split(separator: ",")[0].trimmingCharacters(in: .whitespaces)), "\(line)")
+        let daemonPid = try #require(
+            pid_t(line.split(separator: ":")[1].split(separator: ",")[0].trimmingCharacters(in: .whitespaces)), "\(line)")
         workers.record(daemonPid)
         #expect(Proc.stat(daemonPid)?.ppid == daemon.process.processIdentifier, "poold did not adopt the process its worker let go")
         usleep(1_500_000)  // poold has looked at its children
         daemon.signal(killed ? SIGKILL : SIGTERM)
         #expect(daemon.waitForExit(timeout: .seconds(10)) != nil)
-        #expect(waitUntil(.seconds(2)) { workers.gone(daemonPid) }, "the process a worker let go outlived poold (\(killed ? "SIGKILL" : "SIGTERM"))")
+        #expect(
+            waitUntil(.seconds(2)) { workers.gone(daemonPid) },
+            "the process a worker let go outlived poold (\(killed ? "SIGKILL" : "SIGTERM"))")
         if !killed { #expect(daemon.log.contains("killed processes exec workers had let go"), "\(daemon.log.suffix(400))") }
     }
 
@@ -194,7 +206,11 @@ struct UnwindingTests {
     func reloadClosesARetiredSQLitePoolAfterItsTransaction(change: Change) throws {
         let daemon = try Self.sqliteDaemon()
         let client = try daemon.client()
-        try client.send(line: #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},{"sql":"\#(busySQL(millions: 2))"}]}"#)
+        try client.send(
+            line:
+                #"{"id":1,"op":"run","pool":"main","transaction":true,"batch":[{"sql":"INSERT INTO kv VALUES (1, 'x')"},"#
+                + #"{"sql":"\#(busySQL(millions: 2))"}]}"#
+        )
         guard AccessTests.runningJob(in: daemon, of: getuid()) != nil else {
             Issue.record("the transaction never showed in jobs")
             return
@@ -207,10 +223,11 @@ struct UnwindingTests {
             kind = "sqlite"
             path = "\(daemon.directory)/keep.db"
             """
-        let new = switch change {
-        case .removed: config.components(separatedBy: "[[pool]]")[0] + keep
-        case .replaced: config.replacingOccurrences(of: "main.db", with: "main2.db")
-        }
+        let new =
+            switch change {
+            case .removed: config.components(separatedBy: "[[pool]]")[0] + keep
+            case .replaced: config.replacingOccurrences(of: "main.db", with: "main2.db")
+            }
         try new.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         let reload = try daemon.request(["op": .string("reload")])
         #expect(reload.ok, "\(reload)")
@@ -235,10 +252,13 @@ struct UnwindingTests {
         defer { workers.expectNoneLeft() }
         let (client, pids) = try Self.startJobWithChild(daemon, ledger, workers, sleep: 1.0)
         let config = try String(contentsOfFile: daemon.configPath, encoding: .utf8)
-        let new = switch change {
-        case .removed: config.components(separatedBy: "[[pool]]")[0] + "\n[[pool]]\nname = \"keep\"\nkind = \"sqlite\"\npath = \"\(daemon.directory)/keep.db\"\n"
-        case .replaced: config.replacingOccurrences(of: #"["/usr/bin/python3", "#, with: #"["/usr/bin/python3", "-u", "#)
-        }
+        let new =
+            switch change {
+            case .removed:
+                config.components(separatedBy: "[[pool]]")[0]
+                    + "\n[[pool]]\nname = \"keep\"\nkind = \"sqlite\"\npath = \"\(daemon.directory)/keep.db\"\n"
+            case .replaced: config.replacingOccurrences(of: #"["/usr/bin/python3", "#, with: #"["/usr/bin/python3", "-u", "#)
+            }
         try new.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         let reload = try daemon.request(["op": .string("reload")])
         #expect("\(reload)".contains(change == .removed ? "pool busy removed" : "pool busy replaced"), "\(reload)")
@@ -258,7 +278,9 @@ struct UnwindingTests {
         _ daemon: DaemonProcess, _ ledger: Ledger, _ workers: WorkerWatch, pool: String = "busy", sleep: Double, timeoutMs: Int? = nil
     ) throws -> (client: ControlClient, pids: (worker: pid_t, child: pid_t)) {
         let client = try daemon.client()
-        var job: JSONObject = ["id": .int(1), "op": .string("run"), "pool": .string(pool), "input": .object(["child": .bool(true), "sleep": .double(sleep)])]
+        var job: JSONObject = [
+            "id": .int(1), "op": .string("run"), "pool": .string(pool), "input": .object(["child": .bool(true), "sleep": .double(sleep)]),
+        ]
         if let timeoutMs { job["timeout_ms"] = .int(Int64(timeoutMs)) }
         try client.send(line: JSON.encode(.object(job)))
         var pids: (worker: pid_t, child: pid_t)?
@@ -288,7 +310,8 @@ extension Ledger {
     func childPids() -> (worker: pid_t, child: pid_t)? {
         for line in lines.reversed() {
             guard let data = line.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let child = object["child_pid"] as? Int, let worker = object["worker_pid"] as? Int else { continue }
+                let child = object["child_pid"] as? Int, let worker = object["worker_pid"] as? Int
+            else { continue }
             return (pid_t(worker), pid_t(child))
         }
         return nil

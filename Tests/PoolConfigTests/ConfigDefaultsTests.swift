@@ -88,8 +88,9 @@ import Testing
         let url = try #require(p.components)
         #expect(url.user == "app" && url.password == nil && url.host == "db.internal" && url.port == 5432)
         #expect(url.database == "app" && url.sslMode == "require")
-        #expect(config.pool(named: "workers")?.backend
-            == .exec(ExecSettings(command: ["/usr/bin/worker", "--json"], maxJobsPerWorker: 1000, killGrace: .seconds(2))))
+        #expect(
+            config.pool(named: "workers")?.backend
+                == .exec(ExecSettings(command: ["/usr/bin/worker", "--json"], maxJobsPerWorker: 1000, killGrace: .seconds(2))))
         #expect(config.pool(named: "nope") == nil)
     }
 
@@ -146,7 +147,8 @@ import Testing
         #expect(config.pools.map(\.jobTimeout) == [.seconds(1), .seconds(30)])
         #expect(config.pools.map(\.maxJobTimeout) == [.seconds(1), .seconds(3600)])
         #expect(throws: ConfigError.self) {
-            try ConfigLoader.parse("[[pool]]\nname = \"q\"\npath = \"q.db\"\nmax_job_timeout = \"1s\"\njob_timeout = \"2s\"\n", path: "poold.toml")
+            try ConfigLoader.parse(
+                "[[pool]]\nname = \"q\"\npath = \"q.db\"\nmax_job_timeout = \"1s\"\njob_timeout = \"2s\"\n", path: "poold.toml")
         }
     }
 

@@ -70,13 +70,14 @@ struct ConfigDiffTests {
     }
 
     @Test func poolsComeAndGo() throws {
-        let added = Self.base + """
+        let added =
+            Self.base + """
 
-            [[pool]]
-            name = "extra"
-            kind = "sqlite"
-            path = "/var/lib/poold/extra.db"
-            """
+                [[pool]]
+                name = "extra"
+                kind = "sqlite"
+                path = "/var/lib/poold/extra.db"
+                """
         let d = try diff(added)
         #expect(d.pools.map(ConfigDiff.describe) == ["pool extra added"])
 
@@ -98,16 +99,18 @@ struct ConfigDiffTests {
     }
 
     @Test func jobsAccessAndTheSocket() throws {
-        let changed = Self.base
+        let changed =
+            Self.base
             .replacing("SELECT count(*) FROM kv", with: "SELECT 1")
             .replacing("/run/poold/control.sock", with: "/run/poold/other.sock")
             + "\n[access]\noperators = [\"root\"]\n"
         let d = try diff(changed)
         #expect(d.pools.isEmpty)
         #expect(d.jobsChanged && d.accessChanged && d.controlSocketChanged)
-        #expect(d.otherChanges == [
-            "named jobs updated (1)", "control_socket change takes effect after a restart", "[access] updated",
-        ])
+        #expect(
+            d.otherChanges == [
+                "named jobs updated (1)", "control_socket change takes effect after a restart", "[access] updated",
+            ])
         #expect(d.applied.daemon.controlSocket == "/run/poold/control.sock", "the bound socket stays until a restart")
         #expect(d.applied.jobs.first?.sql == ["SELECT 1"])
     }

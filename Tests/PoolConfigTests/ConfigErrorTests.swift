@@ -183,7 +183,8 @@ import Testing
         )
         expectError(
             "[access]\nsubmitters = \"@poold\"\n",
-            "poold.toml:2: [access]: submitters must be an array of entries, each a user name, \"@group\" or \"*\", like [\"root\", \"@poold\"] (got \"@poold\")"
+            "poold.toml:2: [access]: submitters must be an array of entries, each a user name, \"@group\" or \"*\", like [\"root\", "
+                + "\"@poold\"] (got \"@poold\")"
         )
         expectError(
             "[access]\nsubmitters = [\"bad user\"]\n",
@@ -325,24 +326,28 @@ import Testing
     }
 
     @Test func aJobOnAPoolWithProblemsIsNotAlsoToldThePoolIsMissing() throws {
-        let error = try #require(configError(
-            "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\n[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax = 0\n"))
+        let error = try #require(
+            configError(
+                "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\n[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax = 0\n"))
         #expect(error.description == "poold.toml:8: pool \"main\": max must be a positive integer (got 0)")
         // Nor checked against a max_job_timeout that did not parse.
         expectError(
-            "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\ntimeout = \"10m\"\n[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax_job_timeout = 600\n",
+            "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\ntimeout = \"10m\"\n[[pool]]\nname = \"main\"\npath = "
+                + "\"a.db\"\nmax_job_timeout = 600\n",
             "poold.toml:9: pool \"main\": max_job_timeout must be a duration string like \"5m\" or \"250ms\" (got 600)"
         )
     }
 
     @Test func jobTimeoutMustNotExceedThePoolsMaxJobTimeout() {
         expectError(
-            "[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax_job_timeout = \"1m\"\n[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\ntimeout = \"2m\"\n",
+            "[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax_job_timeout = \"1m\"\n[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT "
+                + "1\"\ntimeout = \"2m\"\n",
             "poold.toml:9: job \"j\": timeout (2m) must not exceed max_job_timeout (1m) of pool \"main\""
         )
         // The job comes first in the file: the pool's max_job_timeout is the later key.
         expectError(
-            "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\ntimeout = \"2m\"\n[[pool]]\nname = \"main\"\npath = \"a.db\"\nmax_job_timeout = \"1m\"\n",
+            "[[job]]\nname = \"j\"\npool = \"main\"\nsql = \"SELECT 1\"\ntimeout = \"2m\"\n[[pool]]\nname = \"main\"\npath = "
+                + "\"a.db\"\nmax_job_timeout = \"1m\"\n",
             "poold.toml:9: job \"j\": timeout (2m) must not exceed max_job_timeout (1m) of pool \"main\""
         )
     }
@@ -366,11 +371,13 @@ import Testing
 
     @Test(arguments: ["5", "\"\"", "\"  \"", "[]", "[\"SELECT 1\", 2]", "[\"SELECT 1\", \"\"]"])
     func sqlMustBeAStatementOrABatchOfThem(sql: String) throws {
-        let error = try #require(configError(
-            "[[pool]]\nname = \"main\"\npath = \"a.db\"\n[[job]]\nname = \"j\"\npool = \"main\"\nsql = \(sql)\n"))
+        let error = try #require(
+            configError(
+                "[[pool]]\nname = \"main\"\npath = \"a.db\"\n[[job]]\nname = \"j\"\npool = \"main\"\nsql = \(sql)\n"))
         #expect(error.line == 7)
-        #expect(error.message.hasPrefix(
-            "job \"j\": sql must be a non-empty string (one statement) or a non-empty array of them (a batch) (got "))
+        #expect(
+            error.message.hasPrefix(
+                "job \"j\": sql must be a non-empty string (one statement) or a non-empty array of them (a batch) (got "))
     }
 
     // MARK: - Postgres
@@ -398,8 +405,15 @@ import Testing
         ("postgres://h/db", "url must name a user: postgres://USER@HOST:PORT/DATABASE (got \"postgres://h/db\")"),
         ("postgres://app@/db", "url must name a host: postgres://USER@HOST:PORT/DATABASE (got \"postgres://app@/db\")"),
         ("postgres://app@h:99999/db", "url has a bad port (it must be a number from 1 to 65535) (got \"postgres://app@h:99999/db\")"),
-        ("postgres://app@h/db?sslmode=always", "url has sslmode=always; valid: disable, allow, prefer, require, verify-ca, verify-full (got \"postgres://app@h/db?sslmode=always\")"),
-        ("postgres://app@h/db?timeout=5", "url has an unsupported parameter \"timeout\"; supported: sslmode, sslrootcert (got \"postgres://app@h/db?timeout=5\")"),
+        (
+            "postgres://app@h/db?sslmode=always",
+            "url has sslmode=always; valid: disable, allow, prefer, require, verify-ca, verify-full (got "
+                + "\"postgres://app@h/db?sslmode=always\")"
+        ),
+        (
+            "postgres://app@h/db?timeout=5",
+            "url has an unsupported parameter \"timeout\"; supported: sslmode, sslrootcert (got \"postgres://app@h/db?timeout=5\")"
+        ),
     ])
     func urlsAreValidated(url: String, message: String) {
         expectError(

@@ -117,7 +117,10 @@ struct DurationFormatTests {
         ("max_lifetime negative", PoolLimits(maxLifetime: .seconds(-5)), "max_lifetime must be positive"),
         ("health_check_after negative", PoolLimits(healthCheckAfter: .milliseconds(-1)), "health_check_after must not be negative"),
         ("backoff zero", PoolLimits(backoffInitial: .zero), "backoff must be positive, and its maximum no less than its first delay"),
-        ("backoff max below initial", PoolLimits(backoffInitial: .seconds(2), backoffMax: .seconds(1)), "backoff must be positive, and its maximum no less than its first delay"),
+        (
+            "backoff max below initial", PoolLimits(backoffInitial: .seconds(2), backoffMax: .seconds(1)),
+            "backoff must be positive, and its maximum no less than its first delay"
+        ),
         ("jitter above 1", PoolLimits(backoffJitter: 1.5), "backoff jitter must be between 0 and 1"),
         ("jitter negative", PoolLimits(backoffJitter: -0.1), "backoff jitter must be between 0 and 1"),
         ("jitter NaN", PoolLimits(backoffJitter: .nan), "backoff jitter must be between 0 and 1"),

@@ -194,12 +194,16 @@ struct Simulation {
             settle(waiter, "refused \(error.code)")
             switch error.code {
             case .overloaded:
-                if before.waiting < pool.limits.maxWaiters { fail("overloaded with \(before.waiting) of \(pool.limits.maxWaiters) waiting") }
+                if before.waiting < pool.limits.maxWaiters {
+                    fail("overloaded with \(before.waiting) of \(pool.limits.maxWaiters) waiting")
+                }
             case .shuttingDown:
                 if before.mode == .running { fail("shutting_down while running") }
             case .backend:
                 if before.health != .degraded { fail("backend refusal while healthy") }
-                if let last = pool.lastError, !error.message.contains(last.message) { fail("backend refusal without the backend's words: \(error.message)") }
+                if let last = pool.lastError, !error.message.contains(last.message) {
+                    fail("backend refusal without the backend's words: \(error.message)")
+                }
             default:
                 fail("refused with \(error.code)")
             }
@@ -275,7 +279,8 @@ struct Simulation {
         }
         retryAt = now + retryIn
         if pool.lastError != failure { return fail("lastError not set") }
-        let degrades = before.health == .healthy
+        let degrades =
+            before.health == .healthy
             && (failure.kind != .transient || failuresSinceSuccess >= limits.degradedAfter)
         if degrades && effects.health != .degraded { return fail("not degraded after \(failuresSinceSuccess) failures (\(failure.kind))") }
         if !degrades && effects.health != nil { return fail("health changed to \(String(describing: effects.health)) early") }
@@ -464,7 +469,9 @@ struct Simulation {
     mutating func take(_ resource: ResourceID, by waiter: WaiterID) {
         if !backendOpen.contains(resource) { return fail("granted \(resource), which the backend does not hold open") }
         if held.contains(resource) { return fail("granted \(resource) to \(waiter) while another job holds it") }
-        if pendingChecks.contains(resource) || pendingCloses.contains(resource) { return fail("granted \(resource) while it is being checked or closed") }
+        if pendingChecks.contains(resource) || pendingCloses.contains(resource) {
+            return fail("granted \(resource) while it is being checked or closed")
+        }
         if isPastLifetime(resource) { return fail("granted \(resource), opened at \(openedAt[resource]!), past max_lifetime") }
         held.append(resource)
         settle(waiter, "granted \(resource)")
@@ -524,7 +531,10 @@ struct Simulation {
         if s.waiting != queue.count || s.leased != held.count || s.connecting != pendingOpens.count
             || s.checking != pendingChecks.count || s.closing != pendingCloses.count || s.idle != idle
         {
-            return fail("counts differ from the model: waiting \(queue.count), leased \(held.count), connecting \(pendingOpens.count), checking \(pendingChecks.count), closing \(pendingCloses.count), idle \(idle)")
+            return fail(
+                "counts differ from the model: waiting \(queue.count), leased \(held.count), connecting \(pendingOpens.count), checking "
+                    + "\(pendingChecks.count), closing \(pendingCloses.count), idle \(idle)"
+            )
         }
 
         // Opens: never at or beyond max, never while closing or during backoff, only as needed.
@@ -537,7 +547,8 @@ struct Simulation {
                 return fail("\(effects.open.count) opens (\(s.connecting) in flight) while opens are failing")
             }
             let forWaiters = s.isPaused ? 0 : s.waiting
-            let needed = s.connecting + s.checking <= forWaiters
+            let needed =
+                s.connecting + s.checking <= forWaiters
                 || (s.mode == .running && live <= s.min)
                 || (s.mode == .running && s.health == .degraded && s.connecting == 1)
             if !needed { return fail("opened more than waiters and min need") }
@@ -547,7 +558,9 @@ struct Simulation {
         }
 
         // Health, drained and closed are reported exactly when they change.
-        if effects.health != nil && (effects.health != s.health || before.health == s.health) { return fail("health effect \(String(describing: effects.health)) but \(before.health) -> \(s.health)") }
+        if effects.health != nil && (effects.health != s.health || before.health == s.health) {
+            return fail("health effect \(String(describing: effects.health)) but \(before.health) -> \(s.health)")
+        }
         if effects.health == nil && before.health != s.health { return fail("health changed to \(s.health) unreported") }
         if effects.closed {
             if s.mode != .closed || s.open != 0 { return fail("closed reported while \(s.mode) with \(s.open) open") }
@@ -575,7 +588,10 @@ struct Simulation {
                 var copy = pool
                 let due = copy.timerFired(at: probeAt)
                 if !(due.open.isEmpty && due.close.isEmpty && due.healthCheck.isEmpty && due.grant.isEmpty && due.fail.isEmpty) {
-                    return fail("work due by \(probeAt) without a timer (pending \(String(describing: timer))): open \(due.open), close \(due.close), fail \(due.fail.map(\.waiter))")
+                    return fail(
+                        "work due by \(probeAt) without a timer (pending \(String(describing: timer))): open \(due.open), close "
+                            + "\(due.close), fail \(due.fail.map(\.waiter))"
+                    )
                 }
             }
         }

@@ -103,7 +103,9 @@ struct Driver {
     }
 
     @discardableResult
-    mutating func lease(_ waiter: UInt64, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> PoolStateMachine.LeaseResult {
+    mutating func lease(_ waiter: UInt64, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation)
+        -> PoolStateMachine.LeaseResult
+    {
         advance(to: t)
         let result = pool.leaseRequested(w(waiter), at: now)
         note(result.effects)
@@ -112,7 +114,9 @@ struct Driver {
     }
 
     @discardableResult
-    mutating func release(_ r: ResourceID, broken: Bool = false, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> PoolEffects {
+    mutating func release(_ r: ResourceID, broken: Bool = false, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation)
+        -> PoolEffects
+    {
         step("release \(r)", at: t, sourceLocation) { $0.released(r, broken: broken, at: $1) }
     }
 
@@ -179,7 +183,9 @@ struct Driver {
         step("resume", at: t, sourceLocation) { $0.resume(at: $1) }
     }
 
-    mutating func resize(min: Int, max: Int, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> Result<PoolEffects, PoolError> {
+    mutating func resize(min: Int, max: Int, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> Result<
+        PoolEffects, PoolError
+    > {
         advance(to: t)
         let result = pool.resize(min: min, max: max, at: now)
         if case .success(let effects) = result { note(effects) }
@@ -187,7 +193,9 @@ struct Driver {
         return result
     }
 
-    mutating func updateLimits(_ limits: PoolLimits, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> Result<PoolEffects, PoolError> {
+    mutating func updateLimits(_ limits: PoolLimits, at t: Duration? = nil, sourceLocation: SourceLocation = #_sourceLocation) -> Result<
+        PoolEffects, PoolError
+    > {
         advance(to: t)
         let result = pool.updateLimits(limits, at: now)
         if case .success(let effects) = result { note(effects) }
@@ -663,7 +671,8 @@ struct PoolStateMachineTests {
 
     @Test("the retry delay stays within the jitter bounds", arguments: [UInt64(1), 2, 3, 42, 0xDEAD_BEEF])
     func retryDelayIsJittered(seed: UInt64) throws {
-        let limits = testLimits(min: 0, max: 1, backoffInitial: .milliseconds(100), backoffMax: .seconds(2), backoffJitter: 0.2, degradedAfter: 100)
+        let limits = testLimits(
+            min: 0, max: 1, backoffInitial: .milliseconds(100), backoffMax: .seconds(2), backoffJitter: 0.2, degradedAfter: 100)
         var d = Driver(limits, seed: seed)
         var attempt = try #require(d.lease(1).effects.open.first)
         var differsFromBase = false

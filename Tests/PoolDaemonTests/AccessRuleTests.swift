@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ControlProtocol
 import PoolConfig
 import Testing
 
 @testable import Jobs
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// How peers map to roles (docs/CONFIG.md, "[access]"); the integration tests run real users.
 struct AccessRuleTests {
@@ -14,7 +15,9 @@ struct AccessRuleTests {
     @Test func withoutAccessTheDefaultsApply() {
         let authorizer = Authorizer(config: Config(path: "t.toml"))
         #expect(authorizer.role(of: Peer(uid: 0, gid: 0, pid: 1)) == .operator, "root")
-        #expect(authorizer.role(of: Peer(uid: 54_321, gid: getgid(), pid: 1)) == .submitter, "the socket's group (poold's, when socket_group is unset)")
+        #expect(
+            authorizer.role(of: Peer(uid: 54_321, gid: getgid(), pid: 1)) == .submitter,
+            "the socket's group (poold's, when socket_group is unset)")
         #expect(authorizer.role(of: Peer(uid: 54_321, gid: 1, pid: 1, groups: [getgid()])) == .submitter, "a supplementary member")
         #expect(authorizer.role(of: stranger) == .observer, "anyone who can open the socket")
     }
@@ -25,7 +28,9 @@ struct AccessRuleTests {
     @Test func pooldsOwnUserGetsNoRoleForBeingIt() {
         var defaults = Authorizer(config: Config(path: "t.toml"))
         defaults.ownUID = 4_242
-        #expect(defaults.role(of: Peer(uid: 4_242, gid: getgid(), pid: 1)) == .observer, "not operator, not submitter through the socket's group")
+        #expect(
+            defaults.role(of: Peer(uid: 4_242, gid: getgid(), pid: 1)) == .observer,
+            "not operator, not submitter through the socket's group")
         var listed = Authorizer(config: Config(path: "t.toml", access: AccessSettings(submitters: ["@root"], observers: ["*"])))
         listed.ownUID = 4_242
         #expect(listed.role(of: Peer(uid: 4_242, gid: 0, pid: 1, groups: [0])) == .observer, "not through @group")
@@ -35,8 +40,11 @@ struct AccessRuleTests {
     }
 
     @Test func withAccessOnlyTheListsCountAndRootStaysOperator() {
-        let authorizer = Authorizer(config: Config(path: "t.toml", access: AccessSettings(
-            operators: ["root"], submitters: ["@root"], observers: ["no-such-user-here", "@no-such-group-here"])))
+        let authorizer = Authorizer(
+            config: Config(
+                path: "t.toml",
+                access: AccessSettings(
+                    operators: ["root"], submitters: ["@root"], observers: ["no-such-user-here", "@no-such-group-here"])))
         #expect(authorizer.role(of: Peer(uid: 0, gid: 0, pid: 1)) == .operator)
         #expect(authorizer.role(of: Peer(uid: 54_321, gid: 0, pid: 1)) == .submitter, "@root by primary group")
         #expect(authorizer.role(of: stranger) == Role.none, "not listed: no role at all")

@@ -34,6 +34,8 @@ import Testing
             #expect(left.isEmpty, "\(name) left \(left)")
         }
         let cwdAfter = Set(try FileManager.default.contentsOfDirectory(atPath: FileManager.default.currentDirectoryPath))
-        #expect(cwdAfter.subtracting(cwdBefore).filter { $0.hasSuffix(".db") }.isEmpty, "a corpus input created a file in the working directory")
+        #expect(
+            cwdAfter.subtracting(cwdBefore).filter { $0.hasSuffix(".db") }.isEmpty, "a corpus input created a file in the working directory"
+        )
     }
 }

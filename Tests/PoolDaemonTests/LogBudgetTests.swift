@@ -1,5 +1,6 @@
-@testable import DaemonRuntime
 import Testing
+
+@testable import DaemonRuntime
 
 /// The log budget for lines a peer can cause at will: a burst, then a steady rate, and the
 /// count of what was held back.

@@ -1,7 +1,7 @@
 import ControlProtocol
-import PoolConfig
 import NIOCore
 import NIOEmbedded
+import PoolConfig
 import Testing
 
 @testable import PostgresPools
@@ -148,7 +148,8 @@ struct RequireAuthTests {
         #expect(wire.authRefusal == nil)
         // Trust: AuthenticationOk with nothing asked is the method "none", which a list of
         // negated methods allows and "scram-sha-256" does not.
-        let strict = EmbeddedChannel(handler: PostgresWireSniffer(wire: PostgresWireState(), requireAuth: try RequireAuth.parse("scram-sha-256").get()))
+        let strict = EmbeddedChannel(
+            handler: PostgresWireSniffer(wire: PostgresWireState(), requireAuth: try RequireAuth.parse("scram-sha-256").get()))
         #expect(throws: PostgresWireError.self) { try strict.writeInbound(Self.authRequest(0)) }
     }
 

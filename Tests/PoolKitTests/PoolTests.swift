@@ -1,7 +1,7 @@
-import Synchronization
 import PoolCore
 import PoolKit
 import PoolTestSupport
+import Synchronization
 import Testing
 
 @Suite(.timeLimit(.minutes(1)))

@@ -25,13 +25,16 @@ struct JournalLogHandlerTests {
 
     @Test func lifecycleEventsHaveStableMessageIDs() {
         let handler = JournalLogHandler(label: "poold")
-        let event = LogEvent(level: .notice, message: "stopping", metadata: ["event": "stopping"], source: "", file: "", function: "", line: 0)
+        let event = LogEvent(
+            level: .notice, message: "stopping", metadata: ["event": "stopping"], source: "", file: "", function: "", line: 0)
         let fields = handler.fields(for: event)
         #expect(fields.contains("MESSAGE_ID=66f35502d1c54e4e937f3e4027e087bc"))
         #expect(fields.contains("PRIORITY=5"))
         let ids = Set(JournalLogHandler.messageIDs.values)
         #expect(ids.count == 9 && ids.allSatisfy { $0.count == 32 }, "nine distinct 128-bit ids")
-        for name in ["started", "ready", "reloading", "reloaded", "reload_failed", "stopping", "stopped", "pool_degraded", "pool_recovered"] {
+        for name in [
+            "started", "ready", "reloading", "reloaded", "reload_failed", "stopping", "stopped", "pool_degraded", "pool_recovered",
+        ] {
             #expect(JournalLogHandler.messageIDs[name] != nil, "\(name)")
         }
     }
