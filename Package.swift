@@ -175,9 +175,8 @@ let package = Package(
         .target(
             name: "PoolDaemon",
             dependencies: [
-                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "SystemdKit", "CSpawn",
+                "PoolCore", "PoolKit", "PoolConfig", "SystemdKit", "CSpawn",
                 "DaemonRuntime", "Jobs", "ExecPools", "ControlSocket", "DaemonServices",
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -215,7 +214,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PoolCoreTests",
-            dependencies: ["PoolCore", "PoolTestSupport"],
+            dependencies: ["PoolCore"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -236,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "PoolDaemonTests",
             dependencies: [
-                "PoolDaemon", "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
+                "PoolCore", "PoolKit", "PoolTestSupport", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
                 "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools", "ExecPools",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -252,7 +251,7 @@ let package = Package(
         // Starts the real poold binary and drives it over its socket and with signals.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ControlClient", "ControlProtocol", "PoolCore"],
+            dependencies: ["ControlClient", "ControlProtocol"],
             swiftSettings: strict
         ),
     ],
