@@ -27,20 +27,22 @@ package final class ControlConnection: Sendable {
     let unwritten: AsyncCounter
     /// Request lines read, to tell when the connection has gone quiet.
     let reads = Activity()
-    /// Opened when the channel has closed, whoever closed it.
-    let closed = Latch()
     private let mutable = Mutex<(state: State, peer: Peer)>((.accepted, .unknown))
 
     init(channel: any Channel, maxInflight: Int) {
         self.channel = channel
         self.unwritten = AsyncCounter(limit: maxInflight)
-        channel.closeFuture.whenComplete { [self] _ in
-            mutable.withLock { $0.state = .closed }
-            closed.open()
-        }
     }
 
-    var state: State { mutable.withLock { $0.state } }
+    var state: State { channel.isActive ? mutable.withLock { $0.state } : .closed }
+
+    /// Opened when the channel has closed, whoever closed it. Made when stopping asks, not per
+    /// connection: thousands of idle clients each hold one connection.
+    private func closedEvent() -> Latch {
+        let closed = Latch()
+        channel.closeFuture.whenComplete { _ in closed.open() }
+        return closed
+    }
 
     var peer: Peer {
         get { mutable.withLock { $0.peer } }
@@ -48,7 +50,7 @@ package final class ControlConnection: Sendable {
     }
 
     private func enter(_ state: State) {
-        mutable.withLock { if $0.state != .closed { $0.state = state } }
+        mutable.withLock { $0.state = state }
     }
 
     /// Closes the connection without losing a request it sent: waits up to `linger` for it to
@@ -58,9 +60,10 @@ package final class ControlConnection: Sendable {
     /// regardless after that; false if it had to.
     func close<C: Clock>(linger: Duration, flush: Duration, clock: C) async -> Bool where C.Duration == Duration {
         let quietPeriod = StopTimes.quietPeriod
+        let closed = closedEvent()
         try? await withTimeout(linger, clock: clock) {
             try await firstOf(
-                { try await self.closed.wait() },
+                { try await closed.wait() },
                 {
                     while true {
                         try await self.unwritten.waitForZero()
@@ -70,8 +73,8 @@ package final class ControlConnection: Sendable {
         }
         enter(.inputShut)
         channel.close(mode: .input, promise: nil)
-        try? await withTimeout(flush, clock: clock) { try await self.closed.wait() }
-        guard !closed.isOpen else { return true }
+        try? await withTimeout(flush, clock: clock) { try await closed.wait() }
+        guard channel.isActive else { return true }
         channel.close(promise: nil)
         return false
     }
@@ -79,14 +82,14 @@ package final class ControlConnection: Sendable {
     // MARK: Serving
 
     /// Puts the async wrapper on the accepted channel, passes it what arrived so far
-    /// (`EarlyInbound`) and starts reading.
-    private func wrap() async throws -> NIOAsyncChannel<Frame, ByteBuffer> {
+    /// (`EarlyInbound`) and starts reading; reads who the peer is on the way.
+    private func wrap() async throws -> (NIOAsyncChannel<Frame, ByteBuffer>, Peer) {
         try await channel.eventLoop.submit { [channel] in
             let early = try channel.pipeline.syncOperations.handler(type: EarlyInbound.self)
             let wrapped = try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
             early.release()
             try channel.syncOptions?.setOption(.autoRead, value: true)
-            return wrapped
+            return (wrapped, PeerCredentialsReader.peerOnLoop(of: channel))
         }.get()
     }
 
@@ -95,19 +98,23 @@ package final class ControlConnection: Sendable {
     func serve(router: JobRouter, jobs answering: JobsInFlight) async throws {
         let connection: NIOAsyncChannel<Frame, ByteBuffer>
         do {
-            connection = try await wrap()
+            (connection, peer) = try await wrap()
         } catch {
             try? await channel.close()
             return
         }
-        peer = await PeerCredentialsReader.peer(of: channel)
         enter(.reading)
         let jobs = ConnectionJobs()
         channel.closeFuture.whenComplete { _ in jobs.cancelAll() }
-        let reader = RequestReader(connection: self, router: router, answering: answering, jobs: jobs, peer: peer)
+        let peer = self.peer
         do {
             try await connection.executeThenClose { inbound, _ in
-                try await reader.read(inbound)
+                // An idle connection waits here, in as shallow a stack as can be: each of
+                // thousands of idle clients holds one.
+                var frames = inbound.makeAsyncIterator()
+                guard let first = try await frames.next() else { return }
+                let reader = RequestReader(connection: self, router: router, answering: answering, jobs: jobs, peer: peer)
+                try await reader.read(first: first, then: &frames)
                 // Every answer is handed over before executeThenClose closes the connection.
                 try? await self.unwritten.waitForZero()
             }

@@ -14,20 +14,23 @@ package enum PeerCredentialsReader {
     /// Its uid, gid and pid (SO_PEERCRED) and its supplementary groups (SO_PEERGROUPS), as the
     /// kernel recorded them when it connected: nothing is read from /proc, where a pid may have
     /// been reused by then, and which a hardened unit (`ProtectProc=invisible`) hides.
-    static func peer(of channel: any Channel) async -> Peer {
-        // SO_PEERCRED and SO_PEERGROUPS, which Swift's Glibc module does not show.
+    ///
+    /// On the channel's event loop, where NIO answers at once: the 1 KiB group list then lives
+    /// on that thread's stack for a moment, not in the connection task's async frames, which
+    /// keep their high-water mark for as long as the connection lasts (measured: 6.5 KB more
+    /// per idle connection when read with `await`).
+    static func peerOnLoop(of channel: any Channel) -> Peer {
+        channel.eventLoop.assertInEventLoop()
         guard let provider = channel as? any SocketOptionProvider else { return .unknown }
-        do {
-            let cred: PeerCredentials = try await provider.unsafeGetSocketOption(
-                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerCred)
-            ).get()
-            let groups: PeerGroups? = try? await provider.unsafeGetSocketOption(
-                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerGroups)
-            ).get()
-            return Peer(uid: cred.uid, gid: cred.gid, pid: cred.pid, groups: groups?.list ?? [])
-        } catch {
-            return .unknown
-        }
+        // SO_PEERCRED and SO_PEERGROUPS, which Swift's Glibc module does not show.
+        var credentials: PeerCredentials?
+        var groups: [UInt32] = []
+        provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerCred))
+            .assumeIsolated().whenSuccess { (value: PeerCredentials) in credentials = value }
+        provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(Self.soPeerGroups))
+            .assumeIsolated().whenSuccess { (value: PeerGroups) in groups = value.list }
+        guard let credentials else { return .unknown }
+        return Peer(uid: credentials.uid, gid: credentials.gid, pid: credentials.pid, groups: groups)
     }
 }
 

@@ -31,9 +31,8 @@ package struct RequestReader: Sendable {
         self.replies = ReplyWriter(channel: connection.channel)
     }
 
-    func read(_ inbound: NIOAsyncChannelInboundStream<Frame>) async throws {
-        var frames = inbound.makeAsyncIterator()
-        guard let first = try await frames.next() else { return }
+    /// Answers `first` and every frame after it, until the connection is done.
+    func read(first: Frame, then frames: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator) async throws {
         try await withTaskExecutorPreference(EventLoopExecutor(loop: connection.channel.eventLoop)) {
             try await withThrowingDiscardingTaskGroup { group in
                 var next: Frame? = first
