@@ -41,6 +41,16 @@ let package = Package(
             ],
             path: "Benchmarks/PostgresDirect"
         ),
+        // Issue 16, step 1: the hot path of a protocol 3.0 client of our own on SwiftNIO
+        // (trust auth, Parse once, Bind/Execute/Sync in one write), for its CPU per query.
+        .executableTarget(
+            name: "WireSpike",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/WireSpike"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
