@@ -112,6 +112,7 @@ let package = Package(
             name: "PostgresWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -271,7 +272,10 @@ let package = Package(
         // Starts the real poold binary and drives it over its socket and with signals.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["ControlClient", "ControlProtocol"],
+            dependencies: [
+                "ControlClient", "ControlProtocol", "PostgresWire",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
     ],

@@ -1,0 +1,191 @@
+import NIOCore
+import NIOPosix
+
+/// A PostgreSQL connection on our own protocol code: startup and authentication (trust,
+/// cleartext, MD5, SCRAM-SHA-256), then the simple query protocol. The first layer of issue 16's
+/// client: the pools do not use it yet, and its hot path (Bind/Execute/Sync from a handler on
+/// the event loop, see Benchmarks/WireSpike) is still to come. No TLS yet.
+package final class WireConnection: Sendable {
+    package struct Configuration: Sendable {
+        package enum Address: Sendable {
+            case tcp(host: String, port: Int)
+            case unixSocket(path: String)
+        }
+
+        package var address: Address
+        package var user: String
+        package var database: String
+        package var password: String?
+        package var applicationName = "poold"
+
+        package init(address: Address, user: String, database: String, password: String?) {
+            self.address = address
+            self.user = user
+            self.database = database
+            self.password = password
+        }
+    }
+
+    /// The server refused or failed a request: its fields (SQLSTATE, message, …).
+    package struct ServerError: Error, Sendable, CustomStringConvertible {
+        package var fields: BackendMessage.ServerFields
+        package var description: String { "\(fields.severity) \(fields.sqlState): \(fields.message)" }
+    }
+
+    package let channel: NIOAsyncChannel<BackendMessage, ByteBuffer>
+    package let key: BackendMessage.BackendKey?
+    package let parameters: [String: String]
+
+    private init(channel: NIOAsyncChannel<BackendMessage, ByteBuffer>, key: BackendMessage.BackendKey?, parameters: [String: String]) {
+        self.channel = channel
+        self.key = key
+        self.parameters = parameters
+    }
+
+    /// Connects, authenticates, and runs `body` with the ready connection; closes it after
+    /// (sending Terminate), whatever `body` did.
+    package static func withConnection<R: Sendable>(
+        _ configuration: Configuration, on loop: any EventLoop, _ body: (WireConnection, inout Session) async throws -> R
+    ) async throws -> R {
+        let bootstrap = ClientBootstrap(group: loop)
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<BackendMessage, ByteBuffer>> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(BackendMessageDecoder()))
+                return try NIOAsyncChannel<BackendMessage, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+        let channel: NIOAsyncChannel<BackendMessage, ByteBuffer> =
+            switch configuration.address {
+            case .tcp(let host, let port): try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
+            case .unixSocket(let path): try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            var session = Session(inbound: inbound.makeAsyncIterator(), outbound: outbound)
+            let (key, parameters) = try await session.start(configuration)
+            let connection = WireConnection(channel: channel, key: key, parameters: parameters)
+            do {
+                let result = try await body(connection, &session)
+                try? await session.terminate()
+                return result
+            } catch {
+                try? await session.terminate()
+                throw error
+            }
+        }
+    }
+
+    /// The conversation on one connection: what was read and what to write next.
+    package struct Session {
+        var inbound: NIOAsyncChannelInboundStream<BackendMessage>.AsyncIterator
+        let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+
+        private mutating func next() async throws -> BackendMessage {
+            guard let message = try await inbound.next() else { throw WireError("the server closed the connection") }
+            return message
+        }
+
+        private func send(_ write: (inout ByteBuffer) -> Void) async throws {
+            var buffer = ByteBuffer()
+            write(&buffer)
+            try await outbound.write(buffer)
+        }
+
+        /// Startup and authentication, up to the first ReadyForQuery.
+        mutating func start(_ configuration: Configuration) async throws -> (BackendMessage.BackendKey?, [String: String]) {
+            try await send {
+                Frontend.startup(
+                    [
+                        ("user", configuration.user), ("database", configuration.database),
+                        ("application_name", configuration.applicationName),
+                    ],
+                    into: &$0)
+            }
+            var scram: SCRAMClient?
+            var key: BackendMessage.BackendKey?
+            var parameters: [String: String] = [:]
+            while true {
+                switch try await next() {
+                case .authentication(let request):
+                    scram = try await authenticate(request, configuration, scram: scram)
+                case .backendKeyData(let data):
+                    key = data
+                case .parameterStatus(let name, let value):
+                    parameters[name] = value
+                case .readyForQuery:
+                    return (key, parameters)
+                case .errorResponse(let fields):
+                    throw ServerError(fields: fields)
+                case .noticeResponse, .negotiateProtocolVersion:
+                    continue
+                case let other:
+                    throw WireError("unexpected \(other) during startup")
+                }
+            }
+        }
+
+        /// Answers one authentication request; the SCRAM exchange in progress, if any.
+        private func authenticate(
+            _ request: BackendMessage.Authentication, _ configuration: Configuration, scram: SCRAMClient?
+        ) async throws -> SCRAMClient? {
+            func password() throws(WireError) -> String {
+                guard let password = configuration.password else {
+                    throw WireError("the server asks for a password, and none is configured")
+                }
+                return password
+            }
+            switch request {
+            case .ok:
+                return scram
+            case .cleartextPassword:
+                let text = try password()
+                try await send { Frontend.password(text, into: &$0) }
+            case .md5Password(let salt):
+                let text = MD5Password.response(user: configuration.user, password: try password(), salt: salt)
+                try await send { Frontend.password(text, into: &$0) }
+            case .sasl(let mechanisms):
+                guard mechanisms.contains(SCRAMClient.mechanism) else {
+                    throw WireError("the server offers SASL mechanisms \(mechanisms), none of which poold speaks")
+                }
+                let client = SCRAMClient(password: try password())
+                try await send { Frontend.saslInitialResponse(mechanism: SCRAMClient.mechanism, client.clientFirst, into: &$0) }
+                return client
+            case .saslContinue(let data):
+                guard var client = scram else { throw WireError("SASLContinue without a SASL exchange") }
+                let final = try client.clientFinal(serverFirst: data)
+                try await send { Frontend.saslResponse(final, into: &$0) }
+                return client
+            case .saslFinal(let data):
+                guard let client = scram else { throw WireError("SASLFinal without a SASL exchange") }
+                try client.verify(serverFinal: data)
+                return client
+            case .unsupported(let code):
+                throw WireError("the server asks for authentication method \(code) (Kerberos, GSSAPI or SSPI), which poold does not speak")
+            }
+            return scram
+        }
+
+        /// Runs `sql` with the simple query protocol; each row's columns as text (nil: NULL).
+        package mutating func simpleQuery(_ sql: String) async throws -> [[String?]] {
+            try await send { Frontend.query(sql, into: &$0) }
+            var rows: [[String?]] = []
+            var failure: ServerError?
+            while true {
+                switch try await next() {
+                case .dataRow(let row):
+                    rows.append(row.columns.map { $0.map { String(buffer: $0) } })
+                case .errorResponse(let fields):
+                    failure = ServerError(fields: fields)
+                case .readyForQuery:
+                    if let failure { throw failure }
+                    return rows
+                default:
+                    continue
+                }
+            }
+        }
+
+        mutating func terminate() async throws {
+            try await send { Frontend.terminate(into: &$0) }
+        }
+    }
+}
