@@ -274,6 +274,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "ControlClient", "ControlProtocol", "PostgresWire",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict

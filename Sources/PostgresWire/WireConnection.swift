@@ -78,6 +78,13 @@ package final class WireConnection: Sendable {
     package struct Session {
         var inbound: NIOAsyncChannelInboundStream<BackendMessage>.AsyncIterator
         let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        package var statements = StatementCache()
+        /// From the last ReadyForQuery.
+        package private(set) var transactionStatus = BackendMessage.TransactionStatus.idle
+        /// Notices, parameter changes and notifications seen during queries, oldest first (the
+        /// last `eventsKept`).
+        package private(set) var events: [QueryStateMachine.Action] = []
+        static let eventsKept = 100
 
         private mutating func next() async throws -> BackendMessage {
             guard let message = try await inbound.next() else { throw WireError("the server closed the connection") }
@@ -180,6 +187,68 @@ package final class WireConnection: Sendable {
                     return rows
                 default:
                     continue
+                }
+            }
+        }
+
+        /// Runs `sql` with the extended protocol: Parse and Describe once per connection (the
+        /// statement is then cached), Bind/Execute/Sync every time, in one write. Results come
+        /// back in text. A cached plan the server no longer has or can no longer use (26000,
+        /// 0A000) is dropped and the statement prepared again, once, outside a failed
+        /// transaction. `rowLimit`: at most that many rows, stopped on the server (0: none).
+        package mutating func execute(
+            _ sql: String, _ parameters: [Frontend.Parameter] = [], rowLimit: Int32 = 0
+        ) async throws -> QueryStateMachine.Result {
+            let cached = statements.lookUp(sql)
+            do {
+                return try await run(sql, parameters, rowLimit: rowLimit, cached: cached)
+            } catch QueryStateMachine.Failure.server(let fields)
+                where cached != nil && ["26000", "0A000"].contains(fields.sqlState) && transactionStatus != .failedTransaction
+            {
+                statements.forget(sql)
+                return try await run(sql, parameters, rowLimit: rowLimit, cached: nil)
+            }
+        }
+
+        private mutating func run(
+            _ sql: String, _ parameters: [Frontend.Parameter], rowLimit: Int32, cached: StatementCache.Entry?
+        ) async throws -> QueryStateMachine.Result {
+            let name = cached?.name ?? statements.newName()
+            let closing = statements.takeClosing()
+            try await send { buffer in
+                for old in closing { Frontend.close(statement: old, into: &buffer) }
+                if cached == nil {
+                    Frontend.parse(statement: name, sql: sql, parameterTypes: [], into: &buffer)
+                    Frontend.describe(statement: name, into: &buffer)
+                }
+                Frontend.bind(statement: name, parameters: parameters, binaryResults: [], into: &buffer)
+                Frontend.execute(maxRows: rowLimit, into: &buffer)
+                Frontend.sync(into: &buffer)
+            }
+            var machine = QueryStateMachine(rowLimit: rowLimit)
+            while true {
+                switch machine.received(try await next()) {
+                case .none:
+                    continue
+                case .write(let buffer):
+                    try await outbound.write(buffer)
+                case .fail(let error):
+                    throw error
+                case .done(let outcome, let status):
+                    transactionStatus = status
+                    switch outcome {
+                    case .success(let result):
+                        if cached == nil {
+                            statements.store(sql, .init(name: name, parameterTypes: result.parameterTypes ?? [], columns: result.columns))
+                        }
+                        return result
+                    case .failure(let failure):
+                        if cached == nil { statements.discard(name: name) }
+                        throw failure
+                    }
+                case let event:
+                    if events.count == Self.eventsKept { events.removeFirst() }
+                    events.append(event)
                 }
             }
         }

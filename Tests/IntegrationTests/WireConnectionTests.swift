@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOPosix
 import PostgresWire
 import Testing
@@ -61,6 +62,114 @@ struct WireConnectionTests {
         #expect(rows == [["1", nil, "wire_md5"]])
         await #expect(throws: WireConnection.ServerError.self) {
             _ = try await Self.selectOne(try Self.tcp(user: "wire_md5", password: "wrong"))
+        }
+    }
+}
+
+/// The extended protocol on our own client, with the server in unusual states.
+@Suite(.timeLimit(.minutes(1)))
+struct WireQueryTests {
+    static func withSession<R: Sendable>(_ body: (inout WireConnection.Session) async throws -> R) async throws -> R {
+        let (_, password) = try PG.require()
+        return try await WireConnection.withConnection(
+            try WireConnectionTests.tcp(password: password), on: MultiThreadedEventLoopGroup.singleton.next()
+        ) {
+            _, session in try await body(&session)
+        }
+    }
+
+    static func text(_ result: QueryStateMachine.Result) -> [[String?]] {
+        result.rows.map { $0.columns.map { $0.map { String(buffer: $0) } } }
+    }
+
+    @Test func aStatementIsPreparedOnceAndBoundEveryTime() async throws {
+        try await Self.withSession { session in
+            let int4 = Frontend.Parameter(bytes: Array("41".utf8), binary: false)
+            let first = try await session.execute("SELECT $1::int + 1", [int4])
+            #expect(Self.text(first) == [["42"]])
+            #expect(first.parameterTypes == [23])
+            #expect(session.statements.count == 1)
+            let again = try await session.execute("SELECT $1::int + 1", [Frontend.Parameter(bytes: nil, binary: false)])
+            #expect(Self.text(again) == [[nil]])
+            #expect(session.statements.count == 1, "cached, not prepared again")
+        }
+    }
+
+    @Test func noticesAndParameterChangesMidQuery() async throws {
+        try await Self.withSession { session in
+            _ = try await session.execute("DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$")
+            _ = try await session.execute("SET application_name = 'wire-test'")
+            let events = session.events
+            #expect(events.contains { if case .notice(let fields) = $0 { fields.message == "hello from plpgsql" } else { false } })
+            #expect(events.contains(.parameterChanged(name: "application_name", value: "wire-test")))
+            let result1 = try await session.execute("SELECT 1")
+            #expect(Self.text(result1) == [["1"]], "still usable")
+        }
+    }
+
+    @Test func anErrorIsTheAnswerAndTheConnectionStaysUsable() async throws {
+        try await Self.withSession { session in
+            await #expect {
+                _ = try await session.execute("SELECT * FROM no_such_table")
+            } throws: { error in
+                guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
+                return fields.sqlState == "42P01"
+            }
+            let result2 = try await session.execute("SELECT 2")
+            #expect(Self.text(result2) == [["2"]])
+        }
+    }
+
+    @Test func copyIsRefusedBothWays() async throws {
+        try await Self.withSession { session in
+            await #expect {
+                _ = try await session.execute("COPY (SELECT 1) TO STDOUT")
+            } throws: { error in
+                error as? QueryStateMachine.Failure == .copyRefused
+            }
+            _ = try await session.execute("CREATE TEMP TABLE copied (v int)")
+            await #expect {
+                _ = try await session.execute("COPY copied FROM STDIN")
+            } throws: { error in
+                guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
+                return fields.message.contains("poold does not run COPY")
+            }
+            let result3 = try await session.execute("SELECT count(*) FROM copied")
+            #expect(Self.text(result3) == [["0"]])
+        }
+    }
+
+    @Test func aRowPastTheCapIsStoppedOnTheServer() async throws {
+        try await Self.withSession { session in
+            await #expect {
+                _ = try await session.execute("SELECT generate_series(1, 100000)", rowLimit: 5)
+            } throws: { error in
+                error as? QueryStateMachine.Failure == .rowLimit(5)
+            }
+            let result4 = try await session.execute("SELECT generate_series(1, 3)", rowLimit: 5)
+            #expect(Self.text(result4).count == 3)
+        }
+    }
+
+    @Test func discardAllAndAlterTableUnderACachedPlan() async throws {
+        try await Self.withSession { session in
+            _ = try await session.execute("CREATE TEMP TABLE altered (a int)")
+            _ = try await session.execute("INSERT INTO altered VALUES (1)")
+            let result5 = try await session.execute("SELECT * FROM altered")
+            #expect(Self.text(result5) == [["1"]])
+            _ = try await session.execute("ALTER TABLE altered ADD COLUMN b int DEFAULT 7")
+            // 0A000 (cached plan must not change result type): prepared again, once.
+            let widened = try await session.execute("SELECT * FROM altered")
+            #expect(Self.text(widened) == [["1", "7"]])
+            #expect(widened.columns?.map(\.name) == ["a", "b"])
+
+            let result6 = try await session.execute("SELECT 3")
+
+            #expect(Self.text(result6) == [["3"]])
+            _ = try await session.execute("DISCARD ALL")
+            // 26000 (the prepared statement does not exist): prepared again, once.
+            let result7 = try await session.execute("SELECT 3")
+            #expect(Self.text(result7) == [["3"]])
         }
     }
 }
