@@ -85,9 +85,10 @@ fuzz: deps
 	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzRequest
 	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzConfig
 	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzAdhocSQL
+	cd $(FUZZ_DIR) && $(SWIFT) build -c release -Xswiftc -sanitize=fuzzer,address --product FuzzPostgresMessages
 	@mkdir -p $(FUZZ_DIR)/crashes
 	@bin="$$(cd $(FUZZ_DIR) && $(SWIFT) build -c release --show-bin-path)"; status=0; \
-	for spec in request:FuzzRequest:1 config:FuzzConfig:0 adhoc:FuzzAdhocSQL:1; do \
+	for spec in request:FuzzRequest:1 config:FuzzConfig:0 adhoc:FuzzAdhocSQL:1 postgres:FuzzPostgresMessages:1; do \
 	    name=$${spec%%:*}; fuzzer=$${spec#*:}; leaks=$${fuzzer#*:}; fuzzer=$${fuzzer%%:*}; \
 	    scratch=$(CURDIR)/$(FUZZ_DIR)/.build/corpus/$$name; dict=; \
 	    if [ -f $(FUZZ_DIR)/$$name.dict ]; then dict=-dict=$(CURDIR)/$(FUZZ_DIR)/$$name.dict; fi; \

@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ControlProtocol", targets: ["ControlProtocol"]),
         .library(name: "PoolConfig", targets: ["PoolConfig"]),
         .library(name: "SQLiteSandbox", targets: ["SQLiteSandbox"]),
+        .library(name: "PostgresWire", targets: ["PostgresWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),

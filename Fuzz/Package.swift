@@ -28,6 +28,13 @@ let package = Package(
             dependencies: ["CLibFuzzer", .product(name: "SQLiteSandbox", package: root)],
             path: "FuzzAdhocSQL"
         ),
+        // A PostgreSQL server's stream, arbitrary bytes: framing, messages, the query state
+        // machine, SCRAM (PostgresWire's WireFuzzing).
+        .executableTarget(
+            name: "FuzzPostgresMessages",
+            dependencies: ["CLibFuzzer", .product(name: "PostgresWire", package: root)],
+            path: "FuzzPostgresMessages"
+        ),
         // ConfigLoader.parse on arbitrary text: one TOML config file.
         .executableTarget(
             name: "FuzzConfig",
