@@ -4,7 +4,7 @@ import NIOPosix
 /// A PostgreSQL connection on our own protocol code: startup and authentication (trust,
 /// cleartext, MD5, SCRAM-SHA-256), then the simple query protocol. The first layer of issue 16's
 /// client: the pools do not use it yet, and its hot path (Bind/Execute/Sync from a handler on
-/// the event loop, see Benchmarks/WireSpike) is still to come. No TLS yet.
+/// the event loop, see Benchmarks/WireSpike) is still to come. TLS as libpq's `sslmode` says.
 package final class WireConnection: Sendable {
     package struct Configuration: Sendable {
         package enum Address: Sendable {
@@ -17,6 +17,11 @@ package final class WireConnection: Sendable {
         package var database: String
         package var password: String?
         package var applicationName = "poold"
+        /// libpq's `sslmode`, `sslrootcert`; the name the server's certificate must carry for
+        /// `verifyFull` (by default the host connected to).
+        package var tls = TLSMode.disable
+        package var rootCertificate: String?
+        package var serverName: String?
 
         package init(address: Address, user: String, database: String, password: String?) {
             self.address = address
@@ -48,18 +53,38 @@ package final class WireConnection: Sendable {
         _ configuration: Configuration, on loop: any EventLoop, _ body: (WireConnection, inout Session) async throws -> R
     ) async throws -> R {
         let bootstrap = ClientBootstrap(group: loop)
+        var host: String?
+        if case .tcp(let name, _) = configuration.address { host = name }
+        let sslContext = try TLSNegotiation.sslContext(mode: configuration.tls, rootCertificate: configuration.rootCertificate)
+        let tlsSettled = loop.makePromise(of: Void.self)
+        // An address is not a name to ask for: with none, the certificate is checked against
+        // the address connected to (its IP subjectAltName).
+        let isAddress = host.map { name in name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." } } ?? true
+        let (mode, serverName) = (configuration.tls, configuration.serverName ?? (isAddress ? nil : host))
         let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<BackendMessage, ByteBuffer>> = { channel in
             channel.eventLoop.makeCompletedFuture {
+                if mode != .disable {
+                    try channel.pipeline.syncOperations.addHandler(
+                        TLSNegotiation(mode: mode, context: sslContext, serverName: serverName, done: tlsSettled))
+                }
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(BackendMessageDecoder()))
                 return try NIOAsyncChannel<BackendMessage, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
         }
-        let channel: NIOAsyncChannel<BackendMessage, ByteBuffer> =
-            switch configuration.address {
-            case .tcp(let host, let port): try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
-            case .unixSocket(let path): try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
-            }
+        let channel: NIOAsyncChannel<BackendMessage, ByteBuffer>
+        do {
+            channel =
+                switch configuration.address {
+                case .tcp(let host, let port): try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
+                case .unixSocket(let path): try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
+                }
+        } catch {
+            tlsSettled.fail(error)
+            throw error
+        }
+        if mode == .disable { tlsSettled.succeed(()) }
         return try await channel.executeThenClose { inbound, outbound in
+            try await tlsSettled.futureResult.get()
             var session = Session(inbound: inbound.makeAsyncIterator(), outbound: outbound)
             let (key, parameters) = try await session.start(configuration)
             let connection = WireConnection(channel: channel, key: key, parameters: parameters)

@@ -4,172 +4,241 @@ import NIOPosix
 import PostgresWire
 import Testing
 
-/// Issue 16's own protocol client against the throwaway cluster: each way PostgreSQL asks for a
-/// password, and what a wrong one gets.
-@Suite(.timeLimit(.minutes(1)))
-struct WireConnectionTests {
-    static func tcp(user: String = "poold", password: String?) throws -> WireConnection.Configuration {
-        _ = try PG.require()
-        let host = PG.environment["POOLD_TEST_PG_HOST"] ?? "127.0.0.1"
-        let port = Int(PG.environment["POOLD_TEST_PG_PORT"] ?? "") ?? 5432
-        return WireConnection.Configuration(address: .tcp(host: host, port: port), user: user, database: "poold", password: password)
-    }
-
-    static func selectOne(_ configuration: WireConnection.Configuration) async throws -> ([[String?]], [String: String]) {
-        try await WireConnection.withConnection(configuration, on: MultiThreadedEventLoopGroup.singleton.next()) { connection, session in
-            (try await session.simpleQuery("SELECT 1, NULL::text, current_user"), connection.parameters)
+/// Issue 16's client against the throwaway clusters: nested in `PostgresTests`, which is
+/// serialized because some of its tests restart the server.
+extension PostgresTests {
+    /// Issue 16's own protocol client against the throwaway cluster: each way PostgreSQL asks for a
+    /// password, and what a wrong one gets.
+    @Suite(.timeLimit(.minutes(1)))
+    struct WireConnectionTests {
+        static func tcp(user: String = "poold", password: String?) throws -> WireConnection.Configuration {
+            _ = try PG.require()
+            let host = PG.environment["POOLD_TEST_PG_HOST"] ?? "127.0.0.1"
+            let port = Int(PG.environment["POOLD_TEST_PG_PORT"] ?? "") ?? 5432
+            return WireConnection.Configuration(address: .tcp(host: host, port: port), user: user, database: "poold", password: password)
         }
-    }
 
-    @Test func scramOverTCP() async throws {
-        let (_, password) = try PG.require()
-        let (rows, parameters) = try await Self.selectOne(try Self.tcp(password: password))
-        #expect(rows == [["1", nil, "poold"]])
-        #expect(parameters["server_version"]?.isEmpty == false, "\(parameters)")
-    }
-
-    @Test func aWrongPasswordIsRefusedByTheServer() async throws {
-        await #expect {
-            _ = try await Self.selectOne(try Self.tcp(password: "not the password"))
-        } throws: { error in
-            (error as? WireConnection.ServerError)?.fields.sqlState == "28P01"
-        }
-    }
-
-    @Test func trustOverTheUnixSocket() async throws {
-        _ = try PG.require()
-        let directory = try #require(PG.environment["POOLD_TEST_PG_SOCKET_DIR"])
-        let port = try #require(PG.environment["POOLD_TEST_PG_PORT"])
-        let configuration = WireConnection.Configuration(
-            address: .unixSocket(path: "\(directory)/.s.PGSQL.\(port)"), user: "poold", database: "poold", password: nil)
-        let (rows, _) = try await Self.selectOne(configuration)
-        #expect(rows == [["1", nil, "poold"]])
-    }
-
-    /// A role whose password is stored as MD5, let in by an `md5` line of pg_hba.conf.
-    @Test func md5() async throws {
-        _ = try PG.require()
-        _ = try PG.psql(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wire_md5') THEN "
-                + "SET password_encryption = 'md5'; CREATE ROLE wire_md5 LOGIN PASSWORD 'md5 secret'; END IF; END $$")
-        let hba = try PG.psql("SHOW hba_file").trimmingCharacters(in: .whitespacesAndNewlines)
-        let rules = try String(contentsOfFile: hba, encoding: .utf8)
-        if !rules.contains("wire_md5") {
-            try ("host poold wire_md5 127.0.0.1/32 md5\n" + rules).write(toFile: hba, atomically: true, encoding: .utf8)
-            _ = try PG.psql("SELECT pg_reload_conf()")
-        }
-        let (rows, _) = try await Self.selectOne(try Self.tcp(user: "wire_md5", password: "md5 secret"))
-        #expect(rows == [["1", nil, "wire_md5"]])
-        await #expect(throws: WireConnection.ServerError.self) {
-            _ = try await Self.selectOne(try Self.tcp(user: "wire_md5", password: "wrong"))
-        }
-    }
-}
-
-/// The extended protocol on our own client, with the server in unusual states.
-@Suite(.timeLimit(.minutes(1)))
-struct WireQueryTests {
-    static func withSession<R: Sendable>(_ body: (inout WireConnection.Session) async throws -> R) async throws -> R {
-        let (_, password) = try PG.require()
-        return try await WireConnection.withConnection(
-            try WireConnectionTests.tcp(password: password), on: MultiThreadedEventLoopGroup.singleton.next()
-        ) {
-            _, session in try await body(&session)
-        }
-    }
-
-    static func text(_ result: QueryStateMachine.Result) -> [[String?]] {
-        result.rows.map { $0.columns.map { $0.map { String(buffer: $0) } } }
-    }
-
-    @Test func aStatementIsPreparedOnceAndBoundEveryTime() async throws {
-        try await Self.withSession { session in
-            let int4 = Frontend.Parameter(bytes: Array("41".utf8), binary: false)
-            let first = try await session.execute("SELECT $1::int + 1", [int4])
-            #expect(Self.text(first) == [["42"]])
-            #expect(first.parameterTypes == [23])
-            #expect(session.statements.count == 1)
-            let again = try await session.execute("SELECT $1::int + 1", [Frontend.Parameter(bytes: nil, binary: false)])
-            #expect(Self.text(again) == [[nil]])
-            #expect(session.statements.count == 1, "cached, not prepared again")
-        }
-    }
-
-    @Test func noticesAndParameterChangesMidQuery() async throws {
-        try await Self.withSession { session in
-            _ = try await session.execute("DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$")
-            _ = try await session.execute("SET application_name = 'wire-test'")
-            let events = session.events
-            #expect(events.contains { if case .notice(let fields) = $0 { fields.message == "hello from plpgsql" } else { false } })
-            #expect(events.contains(.parameterChanged(name: "application_name", value: "wire-test")))
-            let result1 = try await session.execute("SELECT 1")
-            #expect(Self.text(result1) == [["1"]], "still usable")
-        }
-    }
-
-    @Test func anErrorIsTheAnswerAndTheConnectionStaysUsable() async throws {
-        try await Self.withSession { session in
-            await #expect {
-                _ = try await session.execute("SELECT * FROM no_such_table")
-            } throws: { error in
-                guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
-                return fields.sqlState == "42P01"
+        static func selectOne(_ configuration: WireConnection.Configuration) async throws -> ([[String?]], [String: String]) {
+            try await WireConnection.withConnection(configuration, on: MultiThreadedEventLoopGroup.singleton.next()) {
+                connection, session in
+                (try await session.simpleQuery("SELECT 1, NULL::text, current_user"), connection.parameters)
             }
-            let result2 = try await session.execute("SELECT 2")
-            #expect(Self.text(result2) == [["2"]])
+        }
+
+        @Test func scramOverTCP() async throws {
+            let (_, password) = try PG.require()
+            let (rows, parameters) = try await Self.selectOne(try Self.tcp(password: password))
+            #expect(rows == [["1", nil, "poold"]])
+            #expect(parameters["server_version"]?.isEmpty == false, "\(parameters)")
+        }
+
+        @Test func aWrongPasswordIsRefusedByTheServer() async throws {
+            await #expect {
+                _ = try await Self.selectOne(try Self.tcp(password: "not the password"))
+            } throws: { error in
+                (error as? WireConnection.ServerError)?.fields.sqlState == "28P01"
+            }
+        }
+
+        @Test func trustOverTheUnixSocket() async throws {
+            _ = try PG.require()
+            let directory = try #require(PG.environment["POOLD_TEST_PG_SOCKET_DIR"])
+            let port = try #require(PG.environment["POOLD_TEST_PG_PORT"])
+            let configuration = WireConnection.Configuration(
+                address: .unixSocket(path: "\(directory)/.s.PGSQL.\(port)"), user: "poold", database: "poold", password: nil)
+            let (rows, _) = try await Self.selectOne(configuration)
+            #expect(rows == [["1", nil, "poold"]])
+        }
+
+        /// A role whose password is stored as MD5, let in by an `md5` line of pg_hba.conf.
+        @Test func md5() async throws {
+            _ = try PG.require()
+            _ = try PG.psql(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wire_md5') THEN "
+                    + "SET password_encryption = 'md5'; CREATE ROLE wire_md5 LOGIN PASSWORD 'md5 secret'; END IF; END $$")
+            let hba = try PG.psql("SHOW hba_file").trimmingCharacters(in: .whitespacesAndNewlines)
+            let rules = try String(contentsOfFile: hba, encoding: .utf8)
+            if !rules.contains("wire_md5") {
+                try ("host poold wire_md5 127.0.0.1/32 md5\n" + rules).write(toFile: hba, atomically: true, encoding: .utf8)
+                _ = try PG.psql("SELECT pg_reload_conf()")
+            }
+            let (rows, _) = try await Self.selectOne(try Self.tcp(user: "wire_md5", password: "md5 secret"))
+            #expect(rows == [["1", nil, "wire_md5"]])
+            await #expect(throws: WireConnection.ServerError.self) {
+                _ = try await Self.selectOne(try Self.tcp(user: "wire_md5", password: "wrong"))
+            }
         }
     }
 
-    @Test func copyIsRefusedBothWays() async throws {
-        try await Self.withSession { session in
-            await #expect {
-                _ = try await session.execute("COPY (SELECT 1) TO STDOUT")
-            } throws: { error in
-                error as? QueryStateMachine.Failure == .copyRefused
+    /// The extended protocol on our own client, with the server in unusual states.
+    @Suite(.timeLimit(.minutes(1)))
+    struct WireQueryTests {
+        static func withSession<R: Sendable>(_ body: (inout WireConnection.Session) async throws -> R) async throws -> R {
+            let (_, password) = try PG.require()
+            return try await WireConnection.withConnection(
+                try WireConnectionTests.tcp(password: password), on: MultiThreadedEventLoopGroup.singleton.next()
+            ) {
+                _, session in try await body(&session)
             }
-            _ = try await session.execute("CREATE TEMP TABLE copied (v int)")
-            await #expect {
-                _ = try await session.execute("COPY copied FROM STDIN")
-            } throws: { error in
-                guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
-                return fields.message.contains("poold does not run COPY")
+        }
+
+        static func text(_ result: QueryStateMachine.Result) -> [[String?]] {
+            result.rows.map { $0.columns.map { $0.map { String(buffer: $0) } } }
+        }
+
+        @Test func aStatementIsPreparedOnceAndBoundEveryTime() async throws {
+            try await Self.withSession { session in
+                let int4 = Frontend.Parameter(bytes: Array("41".utf8), binary: false)
+                let first = try await session.execute("SELECT $1::int + 1", [int4])
+                #expect(Self.text(first) == [["42"]])
+                #expect(first.parameterTypes == [23])
+                #expect(session.statements.count == 1)
+                let again = try await session.execute("SELECT $1::int + 1", [Frontend.Parameter(bytes: nil, binary: false)])
+                #expect(Self.text(again) == [[nil]])
+                #expect(session.statements.count == 1, "cached, not prepared again")
             }
-            let result3 = try await session.execute("SELECT count(*) FROM copied")
-            #expect(Self.text(result3) == [["0"]])
+        }
+
+        @Test func noticesAndParameterChangesMidQuery() async throws {
+            try await Self.withSession { session in
+                _ = try await session.execute("DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$")
+                _ = try await session.execute("SET application_name = 'wire-test'")
+                let events = session.events
+                #expect(events.contains { if case .notice(let fields) = $0 { fields.message == "hello from plpgsql" } else { false } })
+                #expect(events.contains(.parameterChanged(name: "application_name", value: "wire-test")))
+                let result1 = try await session.execute("SELECT 1")
+                #expect(Self.text(result1) == [["1"]], "still usable")
+            }
+        }
+
+        @Test func anErrorIsTheAnswerAndTheConnectionStaysUsable() async throws {
+            try await Self.withSession { session in
+                await #expect {
+                    _ = try await session.execute("SELECT * FROM no_such_table")
+                } throws: { error in
+                    guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
+                    return fields.sqlState == "42P01"
+                }
+                let result2 = try await session.execute("SELECT 2")
+                #expect(Self.text(result2) == [["2"]])
+            }
+        }
+
+        @Test func copyIsRefusedBothWays() async throws {
+            try await Self.withSession { session in
+                await #expect {
+                    _ = try await session.execute("COPY (SELECT 1) TO STDOUT")
+                } throws: { error in
+                    error as? QueryStateMachine.Failure == .copyRefused
+                }
+                _ = try await session.execute("CREATE TEMP TABLE copied (v int)")
+                await #expect {
+                    _ = try await session.execute("COPY copied FROM STDIN")
+                } throws: { error in
+                    guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
+                    return fields.message.contains("poold does not run COPY")
+                }
+                let result3 = try await session.execute("SELECT count(*) FROM copied")
+                #expect(Self.text(result3) == [["0"]])
+            }
+        }
+
+        @Test func aRowPastTheCapIsStoppedOnTheServer() async throws {
+            try await Self.withSession { session in
+                await #expect {
+                    _ = try await session.execute("SELECT generate_series(1, 100000)", rowLimit: 5)
+                } throws: { error in
+                    error as? QueryStateMachine.Failure == .rowLimit(5)
+                }
+                let result4 = try await session.execute("SELECT generate_series(1, 3)", rowLimit: 5)
+                #expect(Self.text(result4).count == 3)
+            }
+        }
+
+        @Test func discardAllAndAlterTableUnderACachedPlan() async throws {
+            try await Self.withSession { session in
+                _ = try await session.execute("CREATE TEMP TABLE altered (a int)")
+                _ = try await session.execute("INSERT INTO altered VALUES (1)")
+                let result5 = try await session.execute("SELECT * FROM altered")
+                #expect(Self.text(result5) == [["1"]])
+                _ = try await session.execute("ALTER TABLE altered ADD COLUMN b int DEFAULT 7")
+                // 0A000 (cached plan must not change result type): prepared again, once.
+                let widened = try await session.execute("SELECT * FROM altered")
+                #expect(Self.text(widened) == [["1", "7"]])
+                #expect(widened.columns?.map(\.name) == ["a", "b"])
+
+                let result6 = try await session.execute("SELECT 3")
+
+                #expect(Self.text(result6) == [["3"]])
+                _ = try await session.execute("DISCARD ALL")
+                // 26000 (the prepared statement does not exist): prepared again, once.
+                let result7 = try await session.execute("SELECT 3")
+                #expect(Self.text(result7) == [["3"]])
+            }
         }
     }
 
-    @Test func aRowPastTheCapIsStoppedOnTheServer() async throws {
-        try await Self.withSession { session in
-            await #expect {
-                _ = try await session.execute("SELECT generate_series(1, 100000)", rowLimit: 5)
-            } throws: { error in
-                error as? QueryStateMachine.Failure == .rowLimit(5)
-            }
-            let result4 = try await session.execute("SELECT generate_series(1, 3)", rowLimit: 5)
-            #expect(Self.text(result4).count == 3)
+    /// TLS as libpq's `sslmode` says, against the second throwaway cluster (TLS on, a certificate
+    /// for localhost only, signed by a throwaway CA) and the first (no TLS).
+    @Suite(.timeLimit(.minutes(1)))
+    struct WireTLSTests {
+        static func tlsCluster(host: String = "127.0.0.1", _ mode: TLSMode, root: Bool, serverName: String? = nil) throws
+            -> WireConnection.Configuration
+        {
+            let (_, password) = try PG.require()
+            let port = try #require(Int(PG.environment["POOLD_TEST_PG_TLS_PORT"] ?? ""), "the TLS cluster of scripts/with-postgres.sh")
+            var configuration = WireConnection.Configuration(
+                address: .tcp(host: host, port: port), user: "poold", database: "poold", password: password)
+            configuration.tls = mode
+            configuration.rootCertificate = root ? PG.environment["POOLD_TEST_PG_TLS_CA"] : nil
+            configuration.serverName = serverName
+            return configuration
         }
-    }
 
-    @Test func discardAllAndAlterTableUnderACachedPlan() async throws {
-        try await Self.withSession { session in
-            _ = try await session.execute("CREATE TEMP TABLE altered (a int)")
-            _ = try await session.execute("INSERT INTO altered VALUES (1)")
-            let result5 = try await session.execute("SELECT * FROM altered")
-            #expect(Self.text(result5) == [["1"]])
-            _ = try await session.execute("ALTER TABLE altered ADD COLUMN b int DEFAULT 7")
-            // 0A000 (cached plan must not change result type): prepared again, once.
-            let widened = try await session.execute("SELECT * FROM altered")
-            #expect(Self.text(widened) == [["1", "7"]])
-            #expect(widened.columns?.map(\.name) == ["a", "b"])
+        static func sslInUse(_ configuration: WireConnection.Configuration) async throws -> String? {
+            try await WireConnection.withConnection(configuration, on: MultiThreadedEventLoopGroup.singleton.next()) { _, session in
+                try await session.simpleQuery("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").first?.first ?? nil
+            }
+        }
 
-            let result6 = try await session.execute("SELECT 3")
+        @Test func requireAndVerifyFullConnectOverTLS() async throws {
+            #expect(try await Self.sslInUse(try Self.tlsCluster(.require, root: false)) == "t")
+            #expect(try await Self.sslInUse(try Self.tlsCluster(host: "localhost", .verifyFull, root: true)) == "t")
+            #expect(try await Self.sslInUse(try Self.tlsCluster(.verifyCA, root: true, serverName: "any.example")) == "t")
+        }
 
-            #expect(Self.text(result6) == [["3"]])
-            _ = try await session.execute("DISCARD ALL")
-            // 26000 (the prepared statement does not exist): prepared again, once.
-            let result7 = try await session.execute("SELECT 3")
-            #expect(Self.text(result7) == [["3"]])
+        @Test func verifyFullRefusesAnotherHostName() async throws {
+            for configuration in [
+                try Self.tlsCluster(.verifyFull, root: true, serverName: "wrong.example"),
+                try Self.tlsCluster(.verifyFull, root: true),  // 127.0.0.1: the certificate names localhost only
+            ] {
+                await #expect {
+                    _ = try await Self.sslInUse(configuration)
+                } throws: { error in
+                    "\(error)".lowercased().contains("certificate") || "\(error)".contains("handshake")
+                }
+            }
+        }
+
+        @Test func verifyCAWithoutARootCertificateIsRefused() async throws {
+            await #expect {
+                _ = try await Self.sslInUse(try Self.tlsCluster(.verifyCA, root: false))
+            } throws: { error in
+                "\(error)".contains("needs a root certificate")
+            }
+        }
+
+        @Test func requireRefusesAServerWithoutTLSAndPreferFallsBack() async throws {
+            let (_, password) = try PG.require()
+            var plain = try WireConnectionTests.tcp(password: password)
+            plain.tls = .require
+            await #expect {
+                _ = try await Self.sslInUse(plain)
+            } throws: { error in
+                "\(error)".contains("does not offer TLS")
+            }
+            plain.tls = .prefer
+            #expect(try await Self.sslInUse(plain) == "f")
         }
     }
 }
