@@ -19,6 +19,10 @@ package final class WireConnection: Sendable {
         package var applicationName = "poold"
         /// libpq's `sslmode`, `sslrootcert`; the name the server's certificate must carry for
         /// `verifyFull` (by default the host connected to).
+        /// The ways the server may authenticate poold (libpq's `require_auth`); nil: any.
+        /// `requireAuthText` is how the config wrote it, for the refusal's message.
+        package var allowedAuth: Set<AuthMethod>?
+        package var requireAuthText = ""
         package var tls = TLSMode.disable
         package var rootCertificate: String?
         package var serverName: String?
@@ -29,6 +33,15 @@ package final class WireConnection: Sendable {
             self.database = database
             self.password = password
         }
+    }
+
+    /// A way a server authenticates a client, by libpq's `require_auth` names.
+    package enum AuthMethod: String, Sendable, CaseIterable {
+        case password, md5
+        case scramSHA256 = "scram-sha-256"
+        case gss, sspi
+        /// The server let the client in without asking anything (trust, peer).
+        case none
     }
 
     /// The server refused or failed a request: its fields (SQLSTATE, message, …).
@@ -133,11 +146,18 @@ package final class WireConnection: Sendable {
                     into: &$0)
             }
             var scram: SCRAMClient?
+            var asked = false
             var key: BackendMessage.BackendKey?
             var parameters: [String: String] = [:]
             while true {
                 switch try await next() {
+                case .authentication(.ok):
+                    if !asked { try Self.check(.none, configuration) }
+                    if scram != nil {
+                        throw WireError("the server ended the SCRAM exchange without proving that it knows the password")
+                    }
                 case .authentication(let request):
+                    asked = true
                     scram = try await authenticate(request, configuration, scram: scram)
                 case .backendKeyData(let data):
                     key = data
@@ -169,12 +189,15 @@ package final class WireConnection: Sendable {
             case .ok:
                 return scram
             case .cleartextPassword:
+                try Self.check(.password, configuration)
                 let text = try password()
                 try await send { Frontend.password(text, into: &$0) }
             case .md5Password(let salt):
+                try Self.check(.md5, configuration)
                 let text = MD5Password.response(user: configuration.user, password: try password(), salt: salt)
                 try await send { Frontend.password(text, into: &$0) }
             case .sasl(let mechanisms):
+                try Self.check(.scramSHA256, configuration)
                 guard mechanisms.contains(SCRAMClient.mechanism) else {
                     throw WireError("the server offers SASL mechanisms \(mechanisms), none of which poold speaks")
                 }
@@ -189,11 +212,25 @@ package final class WireConnection: Sendable {
             case .saslFinal(let data):
                 guard let client = scram else { throw WireError("SASLFinal without a SASL exchange") }
                 try client.verify(serverFinal: data)
-                return client
+                return nil  // the exchange is complete: the server proved it knows the password
             case .unsupported(let code):
+                try Self.check(code == 9 ? .sspi : .gss, configuration)
                 throw WireError("the server asks for authentication method \(code) (Kerberos, GSSAPI or SSPI), which poold does not speak")
             }
             return scram
+        }
+
+        /// Refuses a method `require_auth` does not allow, before any password is sent.
+        private static func check(_ method: AuthMethod, _ configuration: Configuration) throws(WireError) {
+            guard let allowed = configuration.allowedAuth, !allowed.contains(method) else { return }
+            if method == .none {
+                throw WireError(
+                    "the server let poold in without authentication (trust or peer), which require_auth = "
+                        + "\"\(configuration.requireAuthText)\" does not allow (add none to require_auth, or fix pg_hba.conf)")
+            }
+            throw WireError(
+                "the server asked for \(method.rawValue), which require_auth = \"\(configuration.requireAuthText)\" does not allow;"
+                    + " poold sent no password (fix the server's pg_hba.conf, or require_auth)")
         }
 
         /// Runs `sql` with the simple query protocol; each row's columns as text (nil: NULL).

@@ -242,3 +242,51 @@ extension PostgresTests {
         }
     }
 }
+
+extension PostgresTests {
+    /// `require_auth`, enforced before any password goes out: a role the server asks for its
+    /// password in cleartext, refused under `scram-sha-256`; trust refused unless `none` is allowed.
+    @Suite(.timeLimit(.minutes(1)))
+    struct WireRequireAuthTests {
+        @Test func aCleartextRequestIsRefusedUnderRequireAuth() async throws {
+            _ = try PG.require()
+            _ = try PG.psql(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'wire_clear') THEN "
+                    + "CREATE ROLE wire_clear LOGIN PASSWORD 'clear secret'; END IF; END $$")
+            let hba = try PG.psql("SHOW hba_file").trimmingCharacters(in: .whitespacesAndNewlines)
+            let rules = try String(contentsOfFile: hba, encoding: .utf8)
+            if !rules.contains("wire_clear") {
+                try ("host poold wire_clear 127.0.0.1/32 password\n" + rules).write(toFile: hba, atomically: true, encoding: .utf8)
+                _ = try PG.psql("SELECT pg_reload_conf()")
+            }
+            var configuration = try WireConnectionTests.tcp(user: "wire_clear", password: "clear secret")
+            let (rows, _) = try await WireConnectionTests.selectOne(configuration)
+            #expect(rows.first?.last == "wire_clear", "without require_auth, cleartext works")
+            configuration.allowedAuth = [.scramSHA256]
+            configuration.requireAuthText = "scram-sha-256"
+            await #expect {
+                _ = try await WireConnectionTests.selectOne(configuration)
+            } throws: { error in
+                "\(error)".contains("the server asked for password, which require_auth = \"scram-sha-256\" does not allow")
+            }
+        }
+
+        @Test func trustIsRefusedUnlessNoneIsAllowed() async throws {
+            _ = try PG.require()
+            let directory = try #require(PG.environment["POOLD_TEST_PG_SOCKET_DIR"])
+            let port = try #require(PG.environment["POOLD_TEST_PG_PORT"])
+            var configuration = WireConnection.Configuration(
+                address: .unixSocket(path: "\(directory)/.s.PGSQL.\(port)"), user: "poold", database: "poold", password: nil)
+            configuration.allowedAuth = [.scramSHA256]
+            configuration.requireAuthText = "scram-sha-256"
+            await #expect {
+                _ = try await WireConnectionTests.selectOne(configuration)
+            } throws: { error in
+                "\(error)".contains("without authentication (trust or peer)")
+            }
+            configuration.allowedAuth = [.scramSHA256, .none]
+            let (rows, _) = try await WireConnectionTests.selectOne(configuration)
+            #expect(rows.first?.first == "1")
+        }
+    }
+}
