@@ -135,102 +135,24 @@ package final class WireConnection: Sendable {
             try await outbound.write(buffer)
         }
 
-        /// Startup and authentication, up to the first ReadyForQuery.
+        /// Startup and authentication, up to the first ReadyForQuery (`StartupStateMachine`).
         mutating func start(_ configuration: Configuration) async throws -> (BackendMessage.BackendKey?, [String: String]) {
-            try await send {
-                Frontend.startup(
-                    [
-                        ("user", configuration.user), ("database", configuration.database),
-                        ("application_name", configuration.applicationName),
-                    ],
-                    into: &$0)
-            }
-            var scram: SCRAMClient?
-            var asked = false
-            var key: BackendMessage.BackendKey?
-            var parameters: [String: String] = [:]
+            var machine = StartupStateMachine(configuration)
+            try await outbound.write(machine.startupMessage)
             while true {
-                switch try await next() {
-                case .authentication(.ok):
-                    if !asked { try Self.check(.none, configuration) }
-                    if scram != nil {
-                        throw WireError("the server ended the SCRAM exchange without proving that it knows the password")
-                    }
-                case .authentication(let request):
-                    asked = true
-                    scram = try await authenticate(request, configuration, scram: scram)
-                case .backendKeyData(let data):
-                    key = data
-                case .parameterStatus(let name, let value):
-                    parameters[name] = value
-                case .readyForQuery:
-                    return (key, parameters)
-                case .errorResponse(let fields):
-                    throw ServerError(fields: fields)
-                case .noticeResponse, .negotiateProtocolVersion:
+                switch machine.received(try await next()) {
+                case .none:
                     continue
-                case let other:
-                    throw WireError("unexpected \(other) during startup")
+                case .write(let buffer):
+                    try await outbound.write(buffer)
+                case .ready(let key, let parameters):
+                    return (key, parameters)
+                case .refused(let fields):
+                    throw ServerError(fields: fields)
+                case .fail(let error):
+                    throw error
                 }
             }
-        }
-
-        /// Answers one authentication request; the SCRAM exchange in progress, if any.
-        private func authenticate(
-            _ request: BackendMessage.Authentication, _ configuration: Configuration, scram: SCRAMClient?
-        ) async throws -> SCRAMClient? {
-            func password() throws(WireError) -> String {
-                guard let password = configuration.password else {
-                    throw WireError("the server asks for a password, and none is configured")
-                }
-                return password
-            }
-            switch request {
-            case .ok:
-                return scram
-            case .cleartextPassword:
-                try Self.check(.password, configuration)
-                let text = try password()
-                try await send { Frontend.password(text, into: &$0) }
-            case .md5Password(let salt):
-                try Self.check(.md5, configuration)
-                let text = MD5Password.response(user: configuration.user, password: try password(), salt: salt)
-                try await send { Frontend.password(text, into: &$0) }
-            case .sasl(let mechanisms):
-                try Self.check(.scramSHA256, configuration)
-                guard mechanisms.contains(SCRAMClient.mechanism) else {
-                    throw WireError("the server offers SASL mechanisms \(mechanisms), none of which poold speaks")
-                }
-                let client = SCRAMClient(password: try password())
-                try await send { Frontend.saslInitialResponse(mechanism: SCRAMClient.mechanism, client.clientFirst, into: &$0) }
-                return client
-            case .saslContinue(let data):
-                guard var client = scram else { throw WireError("SASLContinue without a SASL exchange") }
-                let final = try client.clientFinal(serverFirst: data)
-                try await send { Frontend.saslResponse(final, into: &$0) }
-                return client
-            case .saslFinal(let data):
-                guard let client = scram else { throw WireError("SASLFinal without a SASL exchange") }
-                try client.verify(serverFinal: data)
-                return nil  // the exchange is complete: the server proved it knows the password
-            case .unsupported(let code):
-                try Self.check(code == 9 ? .sspi : .gss, configuration)
-                throw WireError("the server asks for authentication method \(code) (Kerberos, GSSAPI or SSPI), which poold does not speak")
-            }
-            return scram
-        }
-
-        /// Refuses a method `require_auth` does not allow, before any password is sent.
-        private static func check(_ method: AuthMethod, _ configuration: Configuration) throws(WireError) {
-            guard let allowed = configuration.allowedAuth, !allowed.contains(method) else { return }
-            if method == .none {
-                throw WireError(
-                    "the server let poold in without authentication (trust or peer), which require_auth = "
-                        + "\"\(configuration.requireAuthText)\" does not allow (add none to require_auth, or fix pg_hba.conf)")
-            }
-            throw WireError(
-                "the server asked for \(method.rawValue), which require_auth = \"\(configuration.requireAuthText)\" does not allow;"
-                    + " poold sent no password (fix the server's pg_hba.conf, or require_auth)")
         }
 
         /// Runs `sql` with the simple query protocol; each row's columns as text (nil: NULL).
