@@ -51,6 +51,12 @@ let package = Package(
             ],
             path: "Benchmarks/WireSpike"
         ),
+        // Issue 16: PostgresWire's real client, as poold runs it (see the file's header).
+        .executableTarget(
+            name: "WireClientBench",
+            dependencies: [.product(name: "PostgresWire", package: root)],
+            path: "Benchmarks/WireClientBench"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -42,6 +42,10 @@ awk -v n="$n" -v u="$u" -v s="$s" -v tps="$tps" 'BEGIN { printf "   %d tps; pgbe
   tps, (u + s) * 1e6 / n, u * 1e6 / n, s * 1e6 / n }'
 echo "== WireSpike over TCP"
 WIRE_TCP=1 DURATION=$DURATION .build/release/WireSpike | sed 's/^/   /'
+if [ -x .build/release/WireClientBench ]; then
+  echo "== PostgresWire's WireClient, the real client (cd Benchmarks && swift build -c release --product WireClientBench)"
+  DURATION=$DURATION .build/release/WireClientBench | sed 's/^/   /'
+fi
 if [ -x .build/release/PostgresDirect ]; then
   echo "== PostgresNIO (PostgresDirect), 8 connections, one query after another, over TCP with SCRAM"
   DURATION=$DURATION .build/release/PostgresDirect | sed 's/^/   /'
