@@ -36,7 +36,6 @@ package final class WireClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         TLSNegotiation(mode: mode, context: sslContext, serverName: serverName, done: tlsSettled))
                 }
-                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(BackendMessageDecoder()))
                 try channel.pipeline.syncOperations.addHandler(handler)
             }
         }
@@ -95,7 +94,9 @@ package final class WireClient: Sendable {
 /// The connection's state on its event loop: startup, then one query at a time, the next
 /// queued ones waiting their turn.
 final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = BackendMessage
+    /// The server's bytes, cut into messages here rather than by a `ByteToMessageHandler`
+    /// before it: a message passed down the pipeline is boxed, an allocation per message.
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     struct Request {
@@ -122,6 +123,9 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private var state: State
     private var queue = Deque<Request>()
+    private var decoder = BackendMessageDecoder()
+    /// Bytes of a message not whole yet.
+    private var partial: ByteBuffer?
     private var statements = StatementCache()
     private(set) var transactionStatus = BackendMessage.TransactionStatus.idle
     private var context: ChannelHandlerContext?
@@ -156,7 +160,28 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let message = unwrapInboundIn(data)
+        var buffer = unwrapInboundIn(data)
+        if var held = partial {
+            held.writeBuffer(&buffer)
+            buffer = held
+            partial = nil
+        }
+        while true {
+            let message: BackendMessage
+            do {
+                guard let decoded = try decoder.decode(buffer: &buffer) else { break }
+                message = decoded
+            } catch {
+                fail(error, context: context)
+                return
+            }
+            received(message, context: context)
+            if case .closed = state { return }
+        }
+        if buffer.readableBytes > 0 { partial = buffer }
+    }
+
+    private func received(_ message: BackendMessage, context: ChannelHandlerContext) {
         switch state {
         case .starting(var machine):
             let action = machine.received(message)
