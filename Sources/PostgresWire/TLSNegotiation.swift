@@ -131,3 +131,27 @@ final class TLSNegotiation: ChannelInboundHandler, RemovableChannelHandler, @unc
         return try NIOSSLContext(configuration: configuration)
     }
 }
+
+/// What a connection needs to set up TLS, worked out once from its configuration.
+struct TLSSetup: Sendable {
+    let mode: TLSMode
+    let context: NIOSSLContext?
+    let serverName: String?
+
+    init(_ configuration: WireConnection.Configuration) throws {
+        mode = configuration.tls
+        context = try TLSNegotiation.sslContext(mode: mode, rootCertificate: configuration.rootCertificate)
+        var host: String?
+        if case .tcp(let name, _) = configuration.address { host = name }
+        // An address is not a name to ask for: with none, the certificate is checked against
+        // the address connected to (its IP subjectAltName).
+        let isAddress = host.map { name in name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." } } ?? true
+        serverName = configuration.serverName ?? (isAddress ? nil : host)
+    }
+
+    /// Puts the SSLRequest negotiation first in `channel`'s pipeline; without TLS, nothing.
+    func install(on channel: any Channel, done: EventLoopPromise<Void>) throws {
+        guard mode != .disable else { return }
+        try channel.pipeline.syncOperations.addHandler(TLSNegotiation(mode: mode, context: context, serverName: serverName, done: done))
+    }
+}

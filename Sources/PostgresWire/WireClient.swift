@@ -22,20 +22,13 @@ package final class WireClient: Sendable {
 
     /// Connects, negotiates TLS as `configuration.tls` says, and authenticates.
     package static func connect(_ configuration: WireConnection.Configuration, on loop: any EventLoop) async throws -> WireClient {
-        var host: String?
-        if case .tcp(let name, _) = configuration.address { host = name }
-        let sslContext = try TLSNegotiation.sslContext(mode: configuration.tls, rootCertificate: configuration.rootCertificate)
-        let isAddress = host.map { name in name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." } } ?? true
-        let (mode, serverName) = (configuration.tls, configuration.serverName ?? (isAddress ? nil : host))
+        let tls = try TLSSetup(configuration)
         let tlsSettled = loop.makePromise(of: Void.self)
         let ready = loop.makePromise(of: (BackendMessage.BackendKey?, [String: String]).self)
         let handler = WireClientHandler(configuration: configuration, tlsSettled: tlsSettled.futureResult, ready: ready)
         let bootstrap = ClientBootstrap(group: loop).channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                if mode != .disable {
-                    try channel.pipeline.syncOperations.addHandler(
-                        TLSNegotiation(mode: mode, context: sslContext, serverName: serverName, done: tlsSettled))
-                }
+                try tls.install(on: channel, done: tlsSettled)
                 try channel.pipeline.syncOperations.addHandler(handler)
             }
         }
@@ -51,7 +44,7 @@ package final class WireClient: Sendable {
             ready.fail(error)
             throw error
         }
-        if mode == .disable { tlsSettled.succeed(()) }
+        if tls.mode == .disable { tlsSettled.succeed(()) }
         do {
             let (key, parameters) = try await ready.futureResult.get()
             return WireClient(channel: channel, handler: handler, key: key, parameters: parameters)

@@ -1,10 +1,11 @@
 import NIOCore
 import NIOPosix
 
-/// A PostgreSQL connection on our own protocol code: startup and authentication (trust,
-/// cleartext, MD5, SCRAM-SHA-256), then the simple query protocol. The first layer of issue 16's
-/// client: the pools do not use it yet, and its hot path (Bind/Execute/Sync from a handler on
-/// the event loop, see Benchmarks/WireSpike) is still to come. TLS as libpq's `sslmode` says.
+/// A PostgreSQL connection on our own protocol code, read as an async sequence of messages:
+/// TLS as libpq's `sslmode` says, startup (`StartupStateMachine`), then the simple and the
+/// extended query protocols (`QueryStateMachine`). For tests and tools, where each step is
+/// easy to follow; the hot path is `WireClient`, the same machines driven from the event loop.
+/// Its `Configuration` and `AuthMethod` serve both. The pools do not use either yet (issue 16).
 package final class WireConnection: Sendable {
     package struct Configuration: Sendable {
         package enum Address: Sendable {
@@ -66,20 +67,11 @@ package final class WireConnection: Sendable {
         _ configuration: Configuration, on loop: any EventLoop, _ body: (WireConnection, inout Session) async throws -> R
     ) async throws -> R {
         let bootstrap = ClientBootstrap(group: loop)
-        var host: String?
-        if case .tcp(let name, _) = configuration.address { host = name }
-        let sslContext = try TLSNegotiation.sslContext(mode: configuration.tls, rootCertificate: configuration.rootCertificate)
+        let tls = try TLSSetup(configuration)
         let tlsSettled = loop.makePromise(of: Void.self)
-        // An address is not a name to ask for: with none, the certificate is checked against
-        // the address connected to (its IP subjectAltName).
-        let isAddress = host.map { name in name.contains(":") || name.allSatisfy { $0.isNumber || $0 == "." } } ?? true
-        let (mode, serverName) = (configuration.tls, configuration.serverName ?? (isAddress ? nil : host))
         let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<BackendMessage, ByteBuffer>> = { channel in
             channel.eventLoop.makeCompletedFuture {
-                if mode != .disable {
-                    try channel.pipeline.syncOperations.addHandler(
-                        TLSNegotiation(mode: mode, context: sslContext, serverName: serverName, done: tlsSettled))
-                }
+                try tls.install(on: channel, done: tlsSettled)
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(BackendMessageDecoder()))
                 return try NIOAsyncChannel<BackendMessage, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
@@ -95,7 +87,7 @@ package final class WireConnection: Sendable {
             tlsSettled.fail(error)
             throw error
         }
-        if mode == .disable { tlsSettled.succeed(()) }
+        if tls.mode == .disable { tlsSettled.succeed(()) }
         return try await channel.executeThenClose { inbound, outbound in
             try await tlsSettled.futureResult.get()
             var session = Session(inbound: inbound.makeAsyncIterator(), outbound: outbound)
