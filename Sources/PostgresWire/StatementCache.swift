@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The statements prepared on one connection, by SQL, least recently used first out. An
 /// evicted statement is closed on the server with the next query (`takeClosing`).
 package struct StatementCache: Sendable {
@@ -72,5 +74,60 @@ package struct StatementCache: Sendable {
     package mutating func takeClosing() -> [String] {
         defer { closing.removeAll() }
         return closing
+    }
+}
+
+/// One query on a connection, from the statement cache's side: what goes out, and what the
+/// answer comes to. `WireConnection` and `WireClient` both run queries through it.
+package struct PreparedRun: Sendable {
+    package let sql: String
+    package let name: String
+    package let cached: Bool
+    package let retried: Bool
+
+    /// What a finished query comes to.
+    package enum Settled: Sendable {
+        case answer(Result<QueryStateMachine.Result, QueryStateMachine.Failure>)
+        /// The server dropped the cached plan or can no longer use it: send the query again.
+        case prepareAgain
+    }
+
+    /// Writes the query into `buffer`, for one write: statements the cache evicted closed,
+    /// Parse and Describe unless `sql` is cached, then Bind/Execute/Sync (results in text).
+    package static func start(
+        _ sql: String, _ parameters: [Frontend.Parameter], rowLimit: Int32, retried: Bool, cache: inout StatementCache,
+        into buffer: inout ByteBuffer
+    ) -> PreparedRun {
+        let cached = cache.lookUp(sql)
+        let name = cached?.name ?? cache.newName()
+        for old in cache.takeClosing() { Frontend.close(statement: old, into: &buffer) }
+        if cached == nil {
+            Frontend.parse(statement: name, sql: sql, parameterTypes: [], into: &buffer)
+            Frontend.describe(statement: name, into: &buffer)
+        }
+        Frontend.bind(statement: name, parameters: parameters, binaryResults: [], into: &buffer)
+        Frontend.execute(maxRows: rowLimit, into: &buffer)
+        Frontend.sync(into: &buffer)
+        return PreparedRun(sql: sql, name: name, cached: cached != nil, retried: retried)
+    }
+
+    /// A statement prepared by this run is cached when it ran, and closed later when it failed
+    /// (its Parse may have gone through). A cached plan the server dropped (26000) or can no
+    /// longer use (0A000) is forgotten and prepared again, once, outside a failed transaction.
+    package func settle(
+        _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>, status: BackendMessage.TransactionStatus,
+        cache: inout StatementCache
+    ) -> Settled {
+        switch outcome {
+        case .success(let result):
+            if !cached { cache.store(sql, .init(name: name, parameterTypes: result.parameterTypes ?? [], columns: result.columns)) }
+        case .failure(.server(let fields))
+        where cached && !retried && ["26000", "0A000"].contains(fields.sqlState) && status != .failedTransaction:
+            cache.forget(sql)
+            return .prepareAgain
+        case .failure:
+            if !cached { cache.discard(name: name) }
+        }
+        return .answer(outcome)
     }
 }

@@ -175,32 +175,24 @@ package final class WireConnection: Sendable {
         package mutating func execute(
             _ sql: String, _ parameters: [Frontend.Parameter] = [], rowLimit: Int32 = 0
         ) async throws -> QueryStateMachine.Result {
-            let cached = statements.lookUp(sql)
-            do {
-                return try await run(sql, parameters, rowLimit: rowLimit, cached: cached)
-            } catch QueryStateMachine.Failure.server(let fields)
-                where cached != nil && ["26000", "0A000"].contains(fields.sqlState) && transactionStatus != .failedTransaction
-            {
-                statements.forget(sql)
-                return try await run(sql, parameters, rowLimit: rowLimit, cached: nil)
+            var retried = false
+            while true {
+                var buffer = ByteBuffer()
+                let run = PreparedRun.start(sql, parameters, rowLimit: rowLimit, retried: retried, cache: &statements, into: &buffer)
+                try await outbound.write(buffer)
+                let (outcome, status) = try await answer(rowLimit: rowLimit)
+                transactionStatus = status
+                switch run.settle(outcome, status: status, cache: &statements) {
+                case .answer(let result): return try result.get()
+                case .prepareAgain: retried = true
+                }
             }
         }
 
-        private mutating func run(
-            _ sql: String, _ parameters: [Frontend.Parameter], rowLimit: Int32, cached: StatementCache.Entry?
-        ) async throws -> QueryStateMachine.Result {
-            let name = cached?.name ?? statements.newName()
-            let closing = statements.takeClosing()
-            try await send { buffer in
-                for old in closing { Frontend.close(statement: old, into: &buffer) }
-                if cached == nil {
-                    Frontend.parse(statement: name, sql: sql, parameterTypes: [], into: &buffer)
-                    Frontend.describe(statement: name, into: &buffer)
-                }
-                Frontend.bind(statement: name, parameters: parameters, binaryResults: [], into: &buffer)
-                Frontend.execute(maxRows: rowLimit, into: &buffer)
-                Frontend.sync(into: &buffer)
-            }
+        /// Reads the query's answer, up to its ReadyForQuery.
+        private mutating func answer(
+            rowLimit: Int32
+        ) async throws -> (Result<QueryStateMachine.Result, QueryStateMachine.Failure>, BackendMessage.TransactionStatus) {
             var machine = QueryStateMachine(rowLimit: rowLimit)
             while true {
                 switch machine.received(try await next()) {
@@ -211,17 +203,7 @@ package final class WireConnection: Sendable {
                 case .fail(let error):
                     throw error
                 case .done(let outcome, let status):
-                    transactionStatus = status
-                    switch outcome {
-                    case .success(let result):
-                        if cached == nil {
-                            statements.store(sql, .init(name: name, parameterTypes: result.parameterTypes ?? [], columns: result.columns))
-                        }
-                        return result
-                    case .failure(let failure):
-                        if cached == nil { statements.discard(name: name) }
-                        throw failure
-                    }
+                    return (outcome, status)
                 case let event:
                     if events.count == Self.eventsKept { events.removeFirst() }
                     events.append(event)
