@@ -16,12 +16,22 @@ public enum WireBenchmark {
             address: .tcp(host: host, port: port), user: user, database: database, password: password)
         configuration.applicationName = "wire-bench"
         var clients: [WireClient] = []
-        for _ in 0..<connections { clients.append(try await WireClient.connect(configuration, on: group.next())) }
-        let opened = clients
-        for client in opened { _ = try await client.execute(sql, [Frontend.Parameter(bytes: Array("1".utf8), binary: false)]) }
+        do {
+            for _ in 0..<connections { clients.append(try await WireClient.connect(configuration, on: group.next())) }
+            let total = try await measure(clients, sql: sql, seconds: seconds)
+            for client in clients { await client.close() }
+            return total
+        } catch {
+            for client in clients { await client.close() }
+            throw error
+        }
+    }
+
+    private static func measure(_ clients: [WireClient], sql: String, seconds: Double) async throws -> Int {
+        for client in clients { _ = try await client.execute(sql, [Frontend.Parameter(bytes: Array("1".utf8), binary: false)]) }
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        let total = try await withThrowingTaskGroup(of: Int.self) { tasks in
-            for client in opened {
+        return try await withThrowingTaskGroup(of: Int.self) { tasks in
+            for client in clients {
                 tasks.addTask(executorPreference: LoopExecutor(loop: client.channel.eventLoop)) {
                     var n = 0
                     while ContinuousClock.now < deadline {
@@ -36,8 +46,6 @@ public enum WireBenchmark {
             for try await n in tasks { sum += n }
             return sum
         }
-        for client in opened { await client.close() }
-        return total
     }
 }
 

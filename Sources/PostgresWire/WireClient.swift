@@ -20,7 +20,23 @@ package final class WireClient: Sendable {
         self.parameters = parameters
     }
 
-    /// Connects, negotiates TLS as `configuration.tls` says, and authenticates.
+    /// Runs `body` with a connected client, and closes it after (Terminate), whatever `body` did.
+    package static func withClient<R: Sendable>(
+        _ configuration: WireConnection.Configuration, on loop: any EventLoop, _ body: (WireClient) async throws -> R
+    ) async throws -> R {
+        let client = try await connect(configuration, on: loop)
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// Connects, negotiates TLS as `configuration.tls` says, and authenticates. The caller
+    /// closes it (`close`): a pool's backend does, or `withClient` does.
     package static func connect(_ configuration: WireConnection.Configuration, on loop: any EventLoop) async throws -> WireClient {
         let tls = try TLSSetup(configuration)
         let tlsSettled = loop.makePromise(of: Void.self)
@@ -102,9 +118,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private struct Running {
         var request: Request
         var machine: QueryStateMachine
-        var name: String
-        var cached: Bool
-        var retried: Bool
+        var run: PreparedRun
     }
 
     private enum State {
@@ -214,23 +228,14 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         case .done(let outcome, let status):
             transactionStatus = status
             state = .ready
-            switch outcome {
-            case .success(let result):
-                if !running.cached {
-                    statements.store(
-                        running.request.sql,
-                        .init(name: running.name, parameterTypes: result.parameterTypes ?? [], columns: result.columns))
-                }
+            switch running.run.settle(outcome, status: status, cache: &statements) {
+            case .answer(.success(let result)):
                 running.request.promise.succeed(result)
-            case .failure(.server(let fields))
-            where running.cached && !running.retried && ["26000", "0A000"].contains(fields.sqlState) && status != .failedTransaction:
-                // The server dropped the plan, or can no longer use it: prepared again, once.
-                statements.forget(running.request.sql)
+            case .answer(.failure(let failure)):
+                running.request.promise.fail(failure)
+            case .prepareAgain:
                 send(running.request, retried: true, context: context)
                 return
-            case .failure(let failure):
-                if !running.cached { statements.discard(name: running.name) }
-                running.request.promise.fail(failure)
             }
             next(context: context)
         }
@@ -258,21 +263,10 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func send(_ request: Request, retried: Bool, context: ChannelHandlerContext) {
-        let cached = statements.lookUp(request.sql)
-        let name = cached?.name ?? statements.newName()
         var buffer = context.channel.allocator.buffer(capacity: 64 + request.sql.utf8.count)
-        for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
-        if cached == nil {
-            Frontend.parse(statement: name, sql: request.sql, parameterTypes: [], into: &buffer)
-            Frontend.describe(statement: name, into: &buffer)
-        }
-        Frontend.bind(statement: name, parameters: request.parameters, binaryResults: [], into: &buffer)
-        Frontend.execute(maxRows: request.rowLimit, into: &buffer)
-        Frontend.sync(into: &buffer)
-        state = .running(
-            Running(
-                request: request, machine: QueryStateMachine(rowLimit: request.rowLimit), name: name, cached: cached != nil,
-                retried: retried))
+        let run = PreparedRun.start(
+            request.sql, request.parameters, rowLimit: request.rowLimit, retried: retried, cache: &statements, into: &buffer)
+        state = .running(Running(request: request, machine: QueryStateMachine(rowLimit: request.rowLimit), run: run))
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 

@@ -296,10 +296,13 @@ extension PostgresTests {
     /// queries queued from many tasks, TLS, and a connection the server ends.
     @Suite(.timeLimit(.minutes(1)))
     struct WireClientTests {
-        static func client(_ configuration: WireConnection.Configuration? = nil) async throws -> WireClient {
+        /// Runs `body` with a client of the test cluster (or of `configuration`), closed after.
+        static func withClient(
+            _ configuration: WireConnection.Configuration? = nil, _ body: (WireClient) async throws -> Void
+        ) async throws {
             let (_, password) = try PG.require()
-            return try await WireClient.connect(
-                try configuration ?? WireConnectionTests.tcp(password: password), on: MultiThreadedEventLoopGroup.singleton.next())
+            try await WireClient.withClient(
+                try configuration ?? WireConnectionTests.tcp(password: password), on: MultiThreadedEventLoopGroup.singleton.next(), body)
         }
 
         static func text(_ result: QueryStateMachine.Result) -> [[String?]] {
@@ -307,83 +310,84 @@ extension PostgresTests {
         }
 
         @Test func queriesAreAnsweredInOrderFromManyTasks() async throws {
-            let client = try await Self.client()
-            #expect(client.key != nil)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for task in 0..<8 {
-                    group.addTask {
-                        for n in 0..<50 {
-                            let key = Array(String(task * 1000 + n).utf8)
-                            let result = try await client.execute("SELECT $1::int + 1", [Frontend.Parameter(bytes: key, binary: false)])
-                            #expect(Self.text(result) == [[String(task * 1000 + n + 1)]])
+            try await Self.withClient { client in
+                #expect(client.key != nil)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for task in 0..<8 {
+                        group.addTask {
+                            for n in 0..<50 {
+                                let key = Array(String(task * 1000 + n).utf8)
+                                let result = try await client.execute("SELECT $1::int + 1", [Frontend.Parameter(bytes: key, binary: false)])
+                                #expect(Self.text(result) == [[String(task * 1000 + n + 1)]])
+                            }
                         }
                     }
+                    try await group.waitForAll()
                 }
-                try await group.waitForAll()
             }
-            await client.close()
         }
 
         @Test func theServerInUnusualStates() async throws {
-            let client = try await Self.client()
-            await #expect {
-                _ = try await client.execute("SELECT * FROM no_such_table")
-            } throws: { error in
-                guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
-                return fields.sqlState == "42P01"
+            try await Self.withClient { client in
+                await #expect {
+                    _ = try await client.execute("SELECT * FROM no_such_table")
+                } throws: { error in
+                    guard case .server(let fields) = error as? QueryStateMachine.Failure else { return false }
+                    return fields.sqlState == "42P01"
+                }
+                _ = try await client.execute("DO $$ BEGIN RAISE NOTICE 'hello'; END $$")
+                await #expect {
+                    _ = try await client.execute("COPY (SELECT 1) TO STDOUT")
+                } throws: { error in
+                    error as? QueryStateMachine.Failure == .copyRefused
+                }
+                await #expect {
+                    _ = try await client.execute("SELECT generate_series(1, 100000)", rowLimit: 5)
+                } throws: { error in
+                    error as? QueryStateMachine.Failure == .rowLimit(5)
+                }
+                _ = try await client.execute("CREATE TEMP TABLE altered (a int)")
+                _ = try await client.execute("INSERT INTO altered VALUES (1)")
+                let before = try await client.execute("SELECT * FROM altered")
+                #expect(Self.text(before) == [["1"]])
+                _ = try await client.execute("ALTER TABLE altered ADD COLUMN b int DEFAULT 7")
+                let after = try await client.execute("SELECT * FROM altered")
+                #expect(Self.text(after) == [["1", "7"]], "prepared again after 0A000")
+                _ = try await client.execute("DISCARD ALL")
+                let again = try await client.execute("SELECT * FROM pg_class LIMIT 0")
+                #expect(again.rows.isEmpty)
+                let status = try await client.transactionStatus
+                #expect(status == .idle)
             }
-            _ = try await client.execute("DO $$ BEGIN RAISE NOTICE 'hello'; END $$")
-            await #expect {
-                _ = try await client.execute("COPY (SELECT 1) TO STDOUT")
-            } throws: { error in
-                error as? QueryStateMachine.Failure == .copyRefused
-            }
-            await #expect {
-                _ = try await client.execute("SELECT generate_series(1, 100000)", rowLimit: 5)
-            } throws: { error in
-                error as? QueryStateMachine.Failure == .rowLimit(5)
-            }
-            _ = try await client.execute("CREATE TEMP TABLE altered (a int)")
-            _ = try await client.execute("INSERT INTO altered VALUES (1)")
-            let before = try await client.execute("SELECT * FROM altered")
-            #expect(Self.text(before) == [["1"]])
-            _ = try await client.execute("ALTER TABLE altered ADD COLUMN b int DEFAULT 7")
-            let after = try await client.execute("SELECT * FROM altered")
-            #expect(Self.text(after) == [["1", "7"]], "prepared again after 0A000")
-            _ = try await client.execute("DISCARD ALL")
-            let again = try await client.execute("SELECT * FROM pg_class LIMIT 0")
-            #expect(again.rows.isEmpty)
-            let status = try await client.transactionStatus
-            #expect(status == .idle)
-            await client.close()
         }
 
         @Test func overTLSWithVerifyFull() async throws {
-            let client = try await Self.client(try WireTLSTests.tlsCluster(host: "localhost", .verifyFull, root: true))
-            let ssl = try await client.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            #expect(Self.text(ssl) == [["t"]])
-            await client.close()
+            try await Self.withClient(try WireTLSTests.tlsCluster(host: "localhost", .verifyFull, root: true)) { client in
+                let ssl = try await client.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                #expect(Self.text(ssl) == [["t"]])
+            }
         }
 
         @Test func aConnectionTheServerEndsFailsWhatWaits() async throws {
-            let client = try await Self.client()
-            let pid = try #require(client.key?.processID)
-            let waiting = try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    do {
-                        _ = try await client.execute("SELECT pg_sleep(30)")
-                        return false
-                    } catch {
-                        return true
+            try await Self.withClient { client in
+                let pid = try #require(client.key?.processID)
+                let waiting = try await withThrowingTaskGroup(of: Bool.self) { group in
+                    group.addTask {
+                        do {
+                            _ = try await client.execute("SELECT pg_sleep(30)")
+                            return false
+                        } catch {
+                            return true
+                        }
                     }
+                    try await Task.sleep(for: .milliseconds(300))
+                    _ = try PG.psql("SELECT pg_terminate_backend(\(pid))")
+                    return try await group.next() ?? false
                 }
-                try await Task.sleep(for: .milliseconds(300))
-                _ = try PG.psql("SELECT pg_terminate_backend(\(pid))")
-                return try await group.next() ?? false
-            }
-            #expect(waiting, "the running query failed when the server ended the connection")
-            await #expect(throws: (any Error).self, "and what comes after fails at once") {
-                _ = try await client.execute("SELECT 1")
+                #expect(waiting, "the running query failed when the server ended the connection")
+                await #expect(throws: (any Error).self, "and what comes after fails at once") {
+                    _ = try await client.execute("SELECT 1")
+                }
             }
         }
     }
