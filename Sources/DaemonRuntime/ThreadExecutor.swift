@@ -28,19 +28,7 @@ open class ThreadExecutor: TaskExecutor, @unchecked Sendable {
     public init?() {
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&condition, nil)
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(
-            &thread, nil,
-            { context in
-                guard let context else { return nil }
-                Unmanaged<ThreadExecutor>.fromOpaque(context).takeRetainedValue().work()
-                return nil
-            }, context)
-        guard rc == 0 else {
-            Unmanaged<ThreadExecutor>.fromOpaque(context).release()
-            return nil
-        }
+        guard let thread = startThread({ [self] in work() }) else { return nil }
         self.thread = thread
     }
 
@@ -120,4 +108,31 @@ open class ThreadExecutor: TaskExecutor, @unchecked Sendable {
         pthread_key_create(&key, nil)
         return key
     }()
+}
+
+/// Starts a thread of its own running `body`; nil if the system refuses one. The thread keeps
+/// `body`, and what it captures, alive until `body` returns.
+package func startThread(_ body: @escaping () -> Void) -> pthread_t? {
+    var thread = pthread_t()
+    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    let rc = pthread_create(
+        &thread, nil,
+        { context in
+            guard let context else { return nil }
+            Unmanaged<ThreadBody>.fromOpaque(context).takeRetainedValue().run()
+            return nil
+        }, context)
+    guard rc == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(context).release()
+        return nil
+    }
+    return thread
+}
+
+private final class ThreadBody {
+    let run: () -> Void
+
+    init(_ run: @escaping () -> Void) {
+        self.run = run
+    }
 }

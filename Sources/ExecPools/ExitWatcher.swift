@@ -40,20 +40,8 @@ package final class ExitWatcher: @unchecked Sendable {
     package init?() {
         wake = cspawn_eventfd()
         guard wake >= 0 else { return nil }
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(
-            &thread, nil,
-            { context in
-                guard let context else { return nil }
-                Unmanaged<ExitWatcher>.fromOpaque(context).takeRetainedValue().work()
-                return nil
-            }, context)
-        guard rc == 0 else {
-            Unmanaged<ExitWatcher>.fromOpaque(context).release()
-            close(wake)
-            return nil
-        }
+        // Without a thread the init fails after every property is set: deinit closes `wake`.
+        guard let thread = startThread({ [self] in work() }) else { return nil }
         self.thread = thread
     }
 
