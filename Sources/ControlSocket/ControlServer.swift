@@ -44,8 +44,6 @@ package final class ControlServer<C: Clock>: Service where C.Duration == Duratio
     /// Opened when graceful shutdown begins (after the socket path is unlinked).
     private let stopping = Latch()
 
-    var currentPhase: Phase { phase.withLock { $0 } }
-
     private func enter(_ next: Phase) {
         phase.withLock { $0 = next }
         context.logger.debug("control server", metadata: ["phase": "\(next.rawValue)"])
