@@ -31,7 +31,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
-        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
@@ -125,12 +124,10 @@ let package = Package(
         .target(
             name: "PostgresPools",
             dependencies: [
-                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime",
+                "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime", "PostgresWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strict
         ),
@@ -252,7 +249,7 @@ let package = Package(
             name: "PoolDaemonTests",
             dependencies: [
                 "PoolCore", "PoolKit", "PoolTestSupport", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
-                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools", "ExecPools",
+                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools", "PostgresWire", "ExecPools",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -2,26 +2,22 @@ import DaemonRuntime
 import Logging
 import NIOCore
 import NIOPosix
-import NIOSSL
 import PoolConfig
 import PoolCore
 import PoolKit
-import PostgresNIO
+import PostgresWire
 import Synchronization
 
-/// PostgreSQL connections (PostgresNIO's `PostgresConnection`) for one pool.
-///
-/// poold opens the socket itself and hands it to PostgresNIO as an established channel, so
-/// that a `PostgresWireSniffer` can sit in front of PostgresNIO and learn what its API does
-/// not say: the cancel key, the transaction status, the result's columns.
+/// PostgreSQL connections (`WireClient`, poold's own protocol code) for one pool.
 package struct PostgresBackend: PoolBackend {
     package typealias Resource = PostgresSession
 
     let settings: PostgresSettings
     let target: PostgresTarget
     let group: any EventLoopGroup
-    /// PostgresNIO's own log lines (it logs at debug and trace).
+    /// Where the server's notices go (rate-limited), with the pool's name.
     let logger: Logger
+    private let notices: NoticeLog
     /// Where `credential` names are looked up ($CREDENTIALS_DIRECTORY).
     let credentialsDirectory: String?
 
@@ -58,6 +54,7 @@ package struct PostgresBackend: PoolBackend {
         self.target = PostgresTarget(url: url)
         self.group = group
         self.logger = logger
+        self.notices = NoticeLog(logger: logger)
         self.credentialsDirectory = credentialsDirectory
     }
 
@@ -81,43 +78,34 @@ package struct PostgresBackend: PoolBackend {
     /// One connection, with `clientCheck` among its startup parameters if `checkingClient`;
     /// throws `ClientCheckRefused` if the server refused exactly that parameter.
     private func open(password: String?, checkingClient: Bool) async throws -> PostgresSession {
-        let wire = PostgresWireState()
-        let eventLoop = group.next()
-        let channel: any Channel
-        do {
-            channel = try await target.connect(on: eventLoop, timeout: settings.connectTimeout) { channel in
-                try channel.pipeline.syncOperations.addHandler(PostgresWireSniffer(wire: wire, requireAuth: settings.requireAuth))
-            }
-        } catch {
-            throw BackendFailure(.transient, "cannot connect to \(target.description): \(Self.describe(error))")
+        var configuration = WireConnection.Configuration(
+            address: target.address, user: target.user, database: target.database ?? target.user, password: password)
+        configuration.applicationName = settings.applicationName
+        configuration.tls = target.tlsMode
+        configuration.rootCertificate = target.sslRootCert
+        configuration.connectTimeout = settings.connectTimeout
+        if let requireAuth = settings.requireAuth {
+            configuration.allowedAuth = Set(requireAuth.allowed.compactMap { WireConnection.AuthMethod(rawValue: $0.rawValue) })
+            configuration.requireAuthText = requireAuth.text
         }
+        if checkingClient {
+            configuration.startupParameters = [Self.clientCheck]
+        }
+        configuration.onNotice = { [notices] fields in notices.log(fields) }
+        let client: WireClient
         do {
-            try await negotiateTLS(on: channel)
-            var configuration = PostgresConnection.Configuration(
-                establishedChannel: channel, tls: .disable,
-                username: target.user, password: password, database: target.database)
-            configuration.options.connectTimeout = .nanoseconds(Int64(settings.connectTimeout.nanoseconds))
-            configuration.options.additionalStartupParameters = [("application_name", settings.applicationName)]
-            if checkingClient {
-                configuration.options.additionalStartupParameters.append(Self.clientCheck)
-            }
-            let id = Self.connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
-            let connection = try await PostgresConnection.connect(on: eventLoop, configuration: configuration, id: id, logger: logger)
-            guard let key = wire.backendKey else {
-                try? await connection.close()
-                throw BackendFailure(.misconfigured, "\(target.description) sent no cancel key: is it PostgreSQL?")
-            }
-            return PostgresSession(connection: connection, wire: wire, key: key, target: target)
+            client = try await WireClient.connect(configuration, on: group.next())
         } catch {
-            try? await channel.close()
-            if let refusal = wire.authRefusal {
-                throw BackendFailure(.authentication, refusal)
-            }
             if checkingClient, let server = ServerError(error), server.message.contains(Self.clientCheck.name) {
                 throw ClientCheckRefused(message: server.text)
             }
             throw failure(from: error)
         }
+        guard let key = client.key else {
+            await client.close()
+            throw BackendFailure(.misconfigured, "\(target.description) sent no cancel key: is it PostgreSQL?")
+        }
+        return PostgresSession(client: client, key: key, target: target)
     }
 
     package func healthCheck(_ session: PostgresSession) async throws {
@@ -134,29 +122,24 @@ package struct PostgresBackend: PoolBackend {
     }
 
     package func isBroken(_ session: PostgresSession, after error: any Error) -> Bool {
-        error is ResourceBroken || session.isClosed || session.wire.sessionChanged != nil
+        error is ResourceBroken || session.isClosed || session.sessionChanged != nil
     }
 
     /// A job that changed the session (a `SET`, a `PREPARE`, a temporary table, …; see
-    /// `PostgresWireState`) leaves a connection no other client's job may get: it is closed and
+    /// `WireClient.sessionChanged`) leaves a connection no other client's job may get: it is closed and
     /// replaced, as PgBouncer's server_reset_query would reset it. Plain SELECT, INSERT, UPDATE
     /// and DELETE cost nothing.
     package func shouldRetire(_ session: PostgresSession) -> Bool {
-        session.wire.sessionChanged != nil
+        session.sessionChanged != nil
     }
 
     /// What kind of failure an open was: a wrong password degrades the pool at once.
     func failure(from error: any Error) -> BackendFailure {
         if let failure = error as? BackendFailure { return failure }
-        guard let psql = error as? PSQLError else {
-            return BackendFailure(.transient, "cannot connect to \(target.description): \(Self.describe(error))")
-        }
         let user = target.user
-        switch psql.code {
-        case .server:
-            let state = psql.serverInfo?[.sqlState] ?? ""
-            let message = Self.describe(psql)
-            switch state {
+        if let server = ServerError(error) {
+            let message = server.text
+            switch server.sqlState {
             case "28P01", "28000":
                 return BackendFailure(
                     .authentication,
@@ -166,19 +149,23 @@ package struct PostgresBackend: PoolBackend {
             default:
                 return BackendFailure(.transient, "\(target.description): \(message)")
             }
-        case .authMechanismRequiresPassword:
+        }
+        guard let wire = error as? WireError else {
+            return BackendFailure(.transient, "cannot connect to \(target.description): \(Self.describe(error))")
+        }
+        switch wire.kind {
+        case .passwordNeeded:
             return BackendFailure(
                 .authentication, "\(target.description) asks for a password for user \"\(user)\": set password_file or credential")
-        case .unsupportedAuthMechanism:
+        case .authentication:
+            return BackendFailure(.authentication, "authentication failed for user \"\(user)\" at \(target.description): \(wire.message)")
+        case .unsupported:
             return BackendFailure(
-                .misconfigured,
-                "\(target.description) asks for an authentication method poold does not support (use scram-sha-256, md5, password or trust)"
-            )
-        case .saslError:
-            return BackendFailure(
-                .authentication, "authentication failed for user \"\(user)\" at \(target.description): \(Self.describe(psql))")
-        default:
-            return BackendFailure(.transient, "cannot connect to \(target.description): \(Self.describe(psql))")
+                .misconfigured, "\(target.description): \(wire.message) (use scram-sha-256, md5, password or trust)")
+        case .tls:
+            return BackendFailure(.misconfigured, "\(target.description): \(wire.message)")
+        case .closed, .protocolViolation:
+            return BackendFailure(.transient, "cannot connect to \(target.description): \(wire.description)")
         }
     }
 
@@ -207,65 +194,11 @@ package struct PostgresBackend: PoolBackend {
         return String(line.hasSuffix("\r") ? line.dropLast() : line)
     }
 
-    /// sslmode: disable (the default over a Unix socket), prefer (the default over TCP) or
-    /// allow, which fall back to plain text when the server has no TLS, and require,
-    /// verify-ca, verify-full, which insist on it.
-    private func negotiateTLS(on channel: any Channel) async throws {
-        let mode = target.sslMode
-        guard mode != "disable" else { return }
-        let promise = channel.eventLoop.makePromise(of: UInt8.self)
-        try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.handler(type: PostgresWireSniffer.self).expectSSLAnswer(promise)
-        }.get()
-        var request = channel.allocator.buffer(capacity: 8)
-        request.writeMultipleIntegers(Int32(8), Int32(80_877_103))
-        try await channel.writeAndFlush(request)
-        let answer = try await promise.futureResult.get()
-        guard answer == UInt8(ascii: "S") else {
-            if ["require", "verify-ca", "verify-full"].contains(mode) {
-                throw BackendFailure(.misconfigured, "\(target.description) does not offer TLS, and sslmode=\(mode) requires it")
-            }
-            return
-        }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        switch mode {
-        case "verify-full": tls.certificateVerification = .fullVerification
-        case "verify-ca": tls.certificateVerification = .noHostnameVerification
-        default: tls.certificateVerification = .none
-        }
-        if let root = target.sslRootCert {
-            tls.trustRoots = .file(root)
-        }
-        let context = try NIOSSLContext(configuration: tls)
-        let hostname = target.tlsServerName
-        try await channel.eventLoop.submit {
-            let handler = try NIOSSLClientHandler(context: context, serverHostname: hostname)
-            try channel.pipeline.syncOperations.addHandler(handler, position: .first)
-        }.get()
-    }
-
-    /// An error in words: the server's message for a server error (PostgresNIO's own
-    /// description hides it), the underlying cause for a connection error.
+    /// An error in words: the server's message for a server error, the underlying cause for a
+    /// connection error.
     static func describe(_ error: any Error) -> String {
         if let server = ServerError(error) { return server.text }
-        if let legacy = error as? PostgresError {
-            switch legacy {
-            case .connectionClosed: return "the connection was closed"
-            case .protocol(let message): return message
-            case .server(let message): return message.description
-            }
-        }
-        if let psql = error as? PSQLError {
-            switch psql.code {
-            case .serverClosedConnection: return "the server closed the connection" + (psql.underlying.map { " (\($0))" } ?? "")
-            case .clientClosedConnection: return "the connection was closed"
-            case .connectionError: return psql.underlying.map { describe($0) } ?? "connection error"
-            case .uncleanShutdown: return "the connection ended without a clean shutdown"
-            case .queryCancelled: return "the query was cancelled"
-            case .tooManyParameters: return "too many parameters (at most 65535)"
-            default: return psql.code.description
-            }
-        }
+        if let wire = error as? WireError { return wire.description }
         if let channel = error as? ChannelError, case .connectTimeout(let amount) = channel {
             return "timed out after \(Duration.nanoseconds(amount.nanoseconds).limitDescription)"
         }
@@ -320,29 +253,19 @@ package struct PostgresTarget: Sendable, CustomStringConvertible {
 
     package var description: String { isUnixSocket ? socketPath : host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
-    /// SNI only for names, not for address literals.
-    var tlsServerName: String? {
-        host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : host
+    /// Where to connect, for `WireClient`.
+    var address: WireConnection.Configuration.Address {
+        isUnixSocket ? .unixSocket(path: socketPath) : .tcp(host: host, port: port)
     }
 
-    /// A connected channel, with `initialize` run on its pipeline before the first byte.
-    func connect(on eventLoop: any EventLoop, timeout: Duration, initialize: @escaping @Sendable (any Channel) throws -> Void) async throws
-        -> any Channel
-    {
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(.nanoseconds(Int64(timeout.nanoseconds)))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try initialize(channel) }
-            }
-        if isUnixSocket {
-            return try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-        }
-        return try await bootstrap.connect(host: host, port: port).get()
+    /// libpq's `sslmode`. `allow` (plain text first, TLS if the server insists) is taken as
+    /// `prefer`: TLS when the server offers it.
+    var tlsMode: TLSMode {
+        sslMode == "allow" ? .prefer : TLSMode(rawValue: sslMode) ?? .prefer
     }
 }
 
-/// An error the server sent, whichever of PostgresNIO's error types carries it (its older
-/// API, used for prepared statements, converts PSQLError into PostgresError).
+/// An error the server sent: a query's, or the one that refused the connection.
 package struct ServerError {
     var sqlState: String
     var message: String
@@ -350,19 +273,18 @@ package struct ServerError {
     var hint: String?
 
     init?(_ error: any Error) {
-        if let psql = error as? PSQLError, psql.code == .server, let info = psql.serverInfo {
-            sqlState = info[.sqlState] ?? ""
-            message = info[.message] ?? "unknown server error"
-            detail = info[.detail]
-            hint = info[.hint]
-        } else if let legacy = error as? PostgresError, case .server(let info) = legacy {
-            sqlState = info.fields[.sqlState] ?? ""
-            message = info.fields[.message] ?? "unknown server error"
-            detail = info.fields[.detail]
-            hint = info.fields[.hint]
+        let fields: BackendMessage.ServerFields
+        if case .server(let sent) = error as? QueryStateMachine.Failure {
+            fields = sent
+        } else if let refusal = error as? WireConnection.ServerError {
+            fields = refusal.fields
         } else {
             return nil
         }
+        sqlState = fields.sqlState
+        message = fields.message.isEmpty ? "unknown server error" : fields.message
+        detail = fields.detail
+        hint = fields.hint
     }
 
     /// The message, with the detail and hint when the server gave them.
@@ -371,5 +293,25 @@ package struct ServerError {
         if let detail { text += " (\(detail))" }
         if let hint { text += "; hint: \(hint)" }
         return text
+    }
+}
+
+/// The server's notices (a `RAISE NOTICE`, a warning), logged with the pool's name: at most a
+/// burst of 20 and then 2 a second, as a job can cause them at will.
+final class NoticeLog: Sendable {
+    private let logger: Logger
+    private let budget = Mutex(LogBudget(burst: 20, perSecond: 2))
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func log(_ fields: BackendMessage.ServerFields) {
+        let (allowed, suppressed) = budget.withLock { $0.take(at: .now) }
+        guard allowed else { return }
+        var metadata: Logger.Metadata = ["severity": "\(fields.severity)", "sqlstate": "\(fields.sqlState)"]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        if let detail = fields.detail { metadata["detail"] = "\(detail)" }
+        logger.notice("server notice: \(fields.message)", metadata: metadata)
     }
 }

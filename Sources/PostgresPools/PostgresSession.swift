@@ -1,11 +1,10 @@
 import ControlProtocol
 import DaemonRuntime
-import Logging
 import NIOCore
 import NIOPosix
 import PoolCore
 import PoolKit
-import PostgresNIO
+import PostgresWire
 import Synchronization
 
 /// One pooled PostgreSQL connection and what is needed to stop its work on the server.
@@ -21,15 +20,12 @@ package final class PostgresSession: Sendable {
     static let maxRows = 100_000
     static let cancelRetry: TimeAmount = .milliseconds(250)
     static let cancelGrace: Duration = .seconds(3)
+    static let tooManyRows = "the result has more than \(maxRows) rows; add a LIMIT or page through it"
 
-    let connection: PostgresConnection
-    let wire: PostgresWireState
-    let key: PostgresWireState.BackendKey
+    let client: WireClient
+    let key: BackendMessage.BackendKey
     let target: PostgresTarget
     private let control = Mutex(Control())
-    /// Statements prepared on this connection, by SQL. Only the job holding the lease uses it.
-    private let statements = Mutex<[String: Prepared]>([:])
-    private static let quiet = Logger(label: "poold.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
 
     private struct Control {
         /// A statement has been sent and has not finished.
@@ -42,26 +38,28 @@ package final class PostgresSession: Sendable {
     /// CancelRequests sent and not yet acknowledged (the server closes their socket).
     private let pendingCancels = AsyncCounter()
 
-    init(connection: PostgresConnection, wire: PostgresWireState, key: PostgresWireState.BackendKey, target: PostgresTarget) {
-        self.connection = connection
-        self.wire = wire
+    init(client: WireClient, key: BackendMessage.BackendKey, target: PostgresTarget) {
+        self.client = client
         self.key = key
         self.target = target
     }
 
-    package var isClosed: Bool { connection.isClosed }
+    package var isClosed: Bool { client.isClosed }
+
+    /// What a job did that outlives it on this connection (see `WireClient.sessionChanged`).
+    var sessionChanged: String? { client.sessionChanged }
 
     func close() async {
-        try? await connection.close()
+        await client.close()
     }
 
     /// `SELECT 1`, closing the connection if it does not answer within `limit`.
     func ping(limit: Duration) async throws {
-        let watchdog = connection.eventLoop.scheduleTask(in: .nanoseconds(limit.nanoseconds)) { [connection] in
-            connection.close().whenComplete { _ in }
+        let watchdog = client.channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: limit.nanoseconds))) { [client] in
+            client.abort()
         }
         defer { watchdog.cancel() }
-        _ = try await connection.query("SELECT 1", logger: Self.quiet).get()
+        _ = try await client.run("SELECT 1", StatementQuery(params: [], typed: true))
     }
 
     // MARK: Jobs
@@ -85,44 +83,25 @@ package final class PostgresSession: Sendable {
     /// One statement: its columns (even with no rows), rows and, for a write, rows changed.
     ///
     /// A statement is prepared once per connection and then only bound and executed: the
-    /// server skips parsing and planning, and fewer messages cross the socket. Params go
-    /// in the binary format of the types the server inferred; when a value does not fit
-    /// (a string where it inferred an integer), the statement runs unprepared with untyped
-    /// text, exactly as it would have without the cache.
-    private func execute(_ statement: SQLStatement, prepare: Bool) async throws -> StatementResult {
+    /// server skips parsing and planning, and fewer messages cross the socket. Params go in the
+    /// binary format of the types the server inferred; when a value does not fit (a string
+    /// where it inferred an integer), the statement is prepared once more with the values' own
+    /// types declared (bool, int8, float8, bytea; strings untyped), exactly as libpq would send
+    /// them. At most `maxRows` rows: the server stops at the next one, and the statement fails.
+    package func execute(_ statement: SQLStatement) async throws -> StatementResult {
         try beginStatement()
         defer { endStatement() }
-        if prepare, let prepared = try await prepared(statement.sql),
-            let binds = PostgresValues.binaryParams(statement.params, types: prepared.parameterTypes)
-        {
-            do {
-                return try await run(prepared, binds)
-            } catch  where Self.invalidatesPlan(error) {
-                // The table changed under the cached plan, or someone deallocated it: forget
-                // it, and run the statement unprepared if no transaction was aborted by this.
-                forget(statement.sql)
-                guard wire.transactionStatus == .idle else { throw error }
-            }
+        let limit = Int32(Self.maxRows + 1)
+        let inferred = StatementQuery(params: statement.params, typed: false)
+        do {
+            let outcome = try await client.run(statement.sql, inferred, rowLimit: limit)
+            return try inferred.result(outcome)
+        } catch is ParametersDoNotFit {
+            let typed = StatementQuery(params: statement.params, typed: true)
+            let declared = PostgresValues.declaredTypes(statement.params)
+            let outcome = try await client.run(statement.sql, declaring: declared, typed, rowLimit: limit)
+            return try typed.result(outcome)
         }
-        return try await runUnprepared(statement)
-    }
-
-    private func runUnprepared(_ statement: SQLStatement) async throws -> StatementResult {
-        let collector = RowCollector()
-        let query = PostgresQuery(unsafeSQL: statement.sql, binds: PostgresValues.bindings(statement.params))
-        let metadata = try await connection.query(query, logger: Self.quiet) { row in collector.append(row) }.get()
-        let affected: Int64? =
-            switch metadata.command {
-            case "INSERT", "UPDATE", "DELETE", "MERGE": metadata.rows.map(Int64.init)
-            default: nil
-            }
-        return StatementResult(columns: wire.columns, rows: try collector.result(), affected: affected)
-    }
-
-    private func run(_ prepared: Prepared, _ binds: [PostgresData]) async throws -> StatementResult {
-        let collector = RowCollector()
-        try await prepared.query.execute(binds) { row in collector.append(row) }.get()
-        return StatementResult(columns: prepared.columns, rows: try collector.result(), affected: Self.affected(tag: wire.commandTag))
     }
 
     /// Rows changed, from a CommandComplete tag (`INSERT 0 3`, `UPDATE 2`); nil for a read.
@@ -132,45 +111,6 @@ package final class PostgresSession: Sendable {
             return nil
         }
         return Int64(last)
-    }
-
-    // MARK: Prepared statements
-
-    /// A statement prepared on this connection, with what the server said about it.
-    struct Prepared: Sendable {
-        var query: PreparedQuery
-        var parameterTypes: [UInt32]
-        var columns: [String]
-    }
-
-    static let cacheCapacity = 64
-
-    /// The cached statement for `sql`, preparing it on first use; an error from the server
-    /// (a syntax error, say) is the statement's.
-    private func prepared(_ sql: String) async throws -> Prepared? {
-        if let hit = statements.withLock({ $0[sql] }) { return hit }
-        let query = try await connection.prepare(query: sql).get()
-        let prepared = Prepared(query: query, parameterTypes: wire.parameterTypes, columns: wire.columns)
-        let evicted = statements.withLock { cache -> Prepared? in
-            var evicted: Prepared?
-            if cache.count >= Self.cacheCapacity, let victim = cache.keys.first {
-                evicted = cache.removeValue(forKey: victim)
-            }
-            cache[sql] = prepared
-            return evicted
-        }
-        if let evicted { try? await evicted.query.deallocate().get() }
-        return prepared
-    }
-
-    private func forget(_ sql: String) {
-        _ = statements.withLock { $0.removeValue(forKey: sql) }
-    }
-
-    /// 0A000: "cached plan must not change result type"; 26000: the statement is gone.
-    private static func invalidatesPlan(_ error: any Error) -> Bool {
-        guard let state = ServerError(error)?.sqlState else { return false }
-        return state == "0A000" || state == "26000"
     }
 
     private func beginStatement() throws {
@@ -195,16 +135,16 @@ package final class PostgresSession: Sendable {
     /// reason.
     package func rollBack(after error: any Error) async throws {
         await settleCancels()
-        if connection.isClosed {
+        if client.isClosed {
             throw ResourceBroken(Self.connectionFailure(error))
         }
-        for _ in 0..<3 where wire.transactionStatus != .idle && !connection.isClosed {
-            _ = try? await connection.query("ROLLBACK", logger: Self.quiet).get()
+        for _ in 0..<3 where client.transactionStatus != .idle && !client.isClosed {
+            _ = try? await client.run("ROLLBACK", StatementQuery(params: [], typed: true))
         }
-        if connection.isClosed {
+        if client.isClosed {
             throw ResourceBroken(Self.connectionFailure(error))
         }
-        if wire.transactionStatus != .idle {
+        if client.transactionStatus != .idle {
             throw ResourceBroken("could not roll back an open transaction")
         }
     }
@@ -225,8 +165,17 @@ package final class PostgresSession: Sendable {
             batch.index = batch.index ?? index
             return batch
         }
+        switch error as? QueryStateMachine.Failure {
+        case .rowLimit:
+            return BatchFailure(index: index, code: .badRequest, message: tooManyRows, detail: nil)
+        case .copyRefused:
+            let message = "COPY is not supported: poold runs one statement at a time and moves no COPY data; use INSERT or SELECT"
+            return BatchFailure(index: index, code: .badRequest, message: message, detail: nil)
+        case .server, nil:
+            break
+        }
         guard let server = ServerError(error) else {
-            guard error is PSQLError || error is PostgresError else { return error }
+            guard error is WireError || error is ChannelError || error is IOError else { return error }
             // The connection failed: the pool replaces it.
             return ResourceBroken(PostgresBackend.describe(error))
         }
@@ -264,9 +213,10 @@ package final class PostgresSession: Sendable {
     /// another after `cancelRetry`, and closing the connection after `cancelGrace`.
     private func sendCancel() {
         _ = pendingCancels.tryEnter()
-        let eventLoop = connection.eventLoop
-        let request = Self.cancelRequest(key)
-        target.connectForCancel(on: eventLoop).flatMap { channel -> EventLoopFuture<Void> in
+        let eventLoop = client.channel.eventLoop
+        var request = ByteBuffer()
+        Frontend.cancelRequest(key, into: &request)
+        target.connectForCancel(on: eventLoop).flatMap { [request] channel -> EventLoopFuture<Void> in
             // The server reads the request, signals the backend, then closes the socket.
             let timeout = eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
             channel.writeAndFlush(request, promise: nil)
@@ -288,7 +238,7 @@ package final class PostgresSession: Sendable {
         switch next {
         case .nothing: break
         case .again: sendCancel()
-        case .close: connection.close().whenComplete { _ in }
+        case .close: client.abort()
         }
     }
 
@@ -299,55 +249,6 @@ package final class PostgresSession: Sendable {
     /// Returns once every CancelRequest sent for this job has reached the server.
     private func settleCancels() async {
         await pendingCancels.waitForZeroIgnoringCancellation()
-    }
-
-    /// CancelRequest: length 16, code 80877102, the backend's process id and secret key.
-    static func cancelRequest(_ key: PostgresWireState.BackendKey) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.writeMultipleIntegers(Int32(16), Int32(80_877_102), key.processID, key.secretKey)
-        return buffer
-    }
-}
-
-/// Rows of one statement, appended on the connection's event loop as they arrive and read
-/// by the job once the query's future has completed (which orders the two). Past
-/// `maxRows` or `SQLValue.maxResultBytes` it keeps nothing more and the statement fails
-/// with `bad_request` once the server is done: throwing from PostgresNIO's row callback
-/// would fail the connection instead.
-private final class RowCollector: @unchecked Sendable {
-    private(set) var rows: [[SQLValue]] = []
-    private var bytes = 0
-    private var refusal: String?
-
-    func append(_ row: PostgresRow) {
-        guard refusal == nil else { return }
-        guard rows.count < PostgresSession.maxRows else {
-            refuse("the result has more than \(PostgresSession.maxRows) rows; add a LIMIT or page through it")
-            return
-        }
-        var values: [SQLValue] = []
-        values.reserveCapacity(row.count)
-        for cell in row {
-            let value = PostgresValues.decode(oid: cell.dataType.rawValue, bytes: cell.bytes)
-            bytes += value.replyBytes
-            values.append(value)
-        }
-        guard bytes <= SQLValue.maxResultBytes else {
-            refuse(SQLValue.resultTooLargeMessage)
-            return
-        }
-        rows.append(values)
-    }
-
-    private func refuse(_ message: String) {
-        refusal = message
-        rows = []
-    }
-
-    /// The rows, or the refusal of a result over its bounds.
-    func result() throws -> [[SQLValue]] {
-        if let refusal { throw BatchFailure(index: nil, code: .badRequest, message: refusal, detail: nil) }
-        return rows
     }
 }
 
@@ -363,14 +264,74 @@ extension PostgresTarget {
     }
 }
 
-/// What the batch runner and `withTransaction` need: BEGIN and COMMIT go unprepared, job
-/// statements through the statement cache.
+/// What the batch runner and `withTransaction` need; BEGIN and COMMIT are statements like others.
 extension PostgresSession: StatementConnection {
-    package func execute(_ statement: SQLStatement) async throws -> StatementResult {
-        try await execute(statement, prepare: true)
+    package func begin() async throws { _ = try await execute(SQLStatement(sql: "BEGIN")) }
+    package func commit() async throws { _ = try await execute(SQLStatement(sql: "COMMIT")) }
+    package var isInTransaction: Bool { client.transactionStatus != .idle }
+}
+
+/// One statement's side of `WireClient.run`, on the connection's event loop: its params bound
+/// to the types the server described (or to the values' own, `typed`), results in binary for
+/// the types `PostgresValues` decodes and in text for the others, and each row decoded as it
+/// arrives. Past `maxRows` or `SQLValue.maxResultBytes` it keeps nothing more, and the
+/// statement fails with `bad_request` once the server is done.
+final class StatementQuery: WireQuery, @unchecked Sendable {
+    private let params: [SQLValue]
+    private let typed: Bool
+    private var types: [UInt32] = []
+    private var rows: [[SQLValue]] = []
+    private var bytes = 0
+    private var refusal: String?
+
+    init(params: [SQLValue], typed: Bool) {
+        self.params = params
+        self.typed = typed
     }
 
-    package func begin() async throws { _ = try await execute(SQLStatement(sql: "BEGIN"), prepare: false) }
-    package func commit() async throws { _ = try await execute(SQLStatement(sql: "COMMIT"), prepare: false) }
-    package var isInTransaction: Bool { wire.transactionStatus != .idle }
+    func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding? {
+        let parameters = typed ? PostgresValues.typedParameters(params) : PostgresValues.binaryParameters(params, types: parameterTypes)
+        guard let parameters else { return nil }
+        types = columns?.map(\.typeOID) ?? []
+        rows = []
+        bytes = 0
+        refusal = nil
+        return WireBinding(parameters: parameters, binaryResults: types.map { PostgresValues.knownTypes.contains($0) })
+    }
+
+    func row(_ row: BackendMessage.DataRow) {
+        guard refusal == nil else { return }
+        guard rows.count < PostgresSession.maxRows else {
+            refuse(PostgresSession.tooManyRows)
+            return
+        }
+        var values: [SQLValue] = []
+        values.reserveCapacity(row.count)
+        var cells = row.bytes
+        for index in 0..<row.count {
+            guard let length = cells.readInteger(as: Int32.self) else { break }
+            let cell = length < 0 ? nil : cells.readSlice(length: Int(length))
+            let value = PostgresValues.decode(oid: index < types.count ? types[index] : 0, bytes: cell)
+            bytes += value.replyBytes
+            values.append(value)
+        }
+        guard bytes <= SQLValue.maxResultBytes else {
+            refuse(SQLValue.resultTooLargeMessage)
+            return
+        }
+        rows.append(values)
+    }
+
+    private func refuse(_ message: String) {
+        refusal = message
+        rows = []
+    }
+
+    /// The statement's result, or the refusal of one over its bounds; read once the query has
+    /// been answered (its future orders the two).
+    func result(_ outcome: WireOutcome) throws -> StatementResult {
+        if let refusal { throw BatchFailure(index: nil, code: .badRequest, message: refusal, detail: nil) }
+        return StatementResult(
+            columns: outcome.columns?.map(\.name) ?? [], rows: rows, affected: PostgresSession.affected(tag: outcome.tag))
+    }
 }

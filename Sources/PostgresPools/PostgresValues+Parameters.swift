@@ -1,61 +1,59 @@
 import ControlProtocol
 import NIOCore
-import PostgresNIO
+import PostgresWire
 
-// A job's params for PostgreSQL: text the server types itself, or a prepared statement's binary format.
-
-// MARK: Parameters
-
-extension PostgresValues {
-    /// Binds a job's params: bool, int (int8), float (float8) and bytea with their types;
-    /// strings (and JSON) as text of unspecified type, so that the server infers the type
-    /// from the statement (`WHERE created_at > $1` takes an RFC 3339 string).
-    static func bindings(_ params: [SQLValue]) -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: params.count)
-        for param in params {
-            switch param {
-            case .null: bindings.appendNull()
-            case .bool(let b): bindings.append(b)
-            case .int(let i): bindings.append(i)
-            case .double(let d): bindings.append(d)
-            case .text(let s): bindings.append(UntypedText(text: s))
-            case .blob(let bytes): bindings.append(ByteBuffer(bytes: bytes))
-            case .json(let value): bindings.append(UntypedText(text: JSON.encode(value)))
-            }
-        }
-        return bindings
-    }
-}
-
-/// Text sent with type OID 0: the server decides what it is, as libpq does for text params.
-package struct UntypedText: PostgresNonThrowingEncodable {
-    var text: String
-
-    package static var psqlType: PostgresDataType { PostgresDataType(0) }
-    package static var psqlFormat: PostgresFormat { .text }
-
-    package func encode<JSONEncoder: PostgresJSONEncoder>(into byteBuffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>)
-    {
-        byteBuffer.writeString(text)
-    }
-}
-
-// MARK: Binary parameters for prepared statements
+// A job's params for PostgreSQL: a prepared statement's binary format, or the values' own types.
 
 extension PostgresValues {
     /// Params in the binary format of the types the server inferred when it prepared the
     /// statement; nil when a value does not fit its type exactly (a string for an int4, a
-    /// type not encoded here), so that the caller runs the statement unprepared instead,
-    /// where the server converts text itself. The same values give the same results either way.
-    static func binaryParams(_ params: [SQLValue], types: [UInt32]) -> [PostgresData]? {
+    /// type not encoded here), so that the caller runs the statement with `typedParameters`
+    /// instead, where the server converts text itself. The same values give the same results
+    /// either way.
+    static func binaryParameters(_ params: [SQLValue], types: [UInt32]) -> [Frontend.Parameter]? {
         guard params.count == types.count else { return nil }
-        var out: [PostgresData] = []
+        var out: [Frontend.Parameter] = []
         out.reserveCapacity(params.count)
         for (value, oid) in zip(params, types) {
             guard let bytes = binary(value, oid: oid) else { return nil }
-            out.append(PostgresData(type: PostgresDataType(oid), formatCode: .binary, value: bytes))
+            out.append(Frontend.Parameter(bytes: bytes.map { Array($0.readableBytesView) }, binary: true))
         }
         return out
+    }
+
+    /// The types to declare for `typedParameters`: bool, int8, float8 and bytea for those
+    /// values; 0 (the server infers it from the statement) for strings, JSON and NULL, so that
+    /// `WHERE created_at > $1` takes an RFC 3339 string, as libpq's text params do.
+    static func declaredTypes(_ params: [SQLValue]) -> [UInt32] {
+        params.map { param in
+            switch param {
+            case .bool: 16
+            case .int: 20
+            case .double: 701
+            case .blob: 17
+            case .null, .text, .json: 0
+            }
+        }
+    }
+
+    /// Params for a statement parsed with `declaredTypes`: the typed ones in binary, strings and
+    /// JSON as text.
+    static func typedParameters(_ params: [SQLValue]) -> [Frontend.Parameter] {
+        params.map { param in
+            switch param {
+            case .null: Frontend.Parameter(bytes: nil, binary: false)
+            case .bool(let b): Frontend.Parameter(bytes: [b ? 1 : 0], binary: true)
+            case .int(let i): Frontend.Parameter(bytes: bigEndian(UInt64(bitPattern: i)), binary: true)
+            case .double(let d): Frontend.Parameter(bytes: bigEndian(d.bitPattern), binary: true)
+            case .blob(let bytes): Frontend.Parameter(bytes: bytes, binary: true)
+            case .text(let s): Frontend.Parameter(bytes: Array(s.utf8), binary: false)
+            case .json(let value): Frontend.Parameter(bytes: Array(JSON.encode(value).utf8), binary: false)
+            }
+        }
+    }
+
+    private static func bigEndian(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
     }
 
     /// nil inside the optional: SQL NULL.

@@ -1,15 +1,14 @@
 import ControlProtocol
 import NIOCore
-import PostgresNIO
 
 /// PostgreSQL values in the protocol's JSON terms, both ways.
 ///
-/// Results arrive in the binary format (PostgresNIO asks for it on every column), so each
-/// type is decoded here: integers and floats as JSON numbers, numeric as a string (no
+/// Results of the types listed in `knownTypes` arrive in the binary format (poold asks for it
+/// per column), and are decoded here: integers and floats as JSON numbers, numeric as a string (no
 /// precision lost), json/jsonb as JSON, timestamps as RFC 3339, bytea as `{"base64": …}`,
 /// arrays as JSON arrays, and the other common types as PostgreSQL prints them. A type not
-/// known here (an extension's) comes back as its bytes if they are UTF-8 text (enums, for
-/// instance) and as `{"base64": …}` otherwise; cast it with `::text` to get its text form.
+/// known here (an enum, an extension's) is asked for in text, and comes back as PostgreSQL
+/// prints it.
 package enum PostgresValues {
     /// The JSON value of one cell: `oid` is its type, `bytes` nil for SQL NULL.
     static func decode(oid: UInt32, bytes: ByteBuffer?) -> SQLValue {

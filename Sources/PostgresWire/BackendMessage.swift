@@ -104,15 +104,33 @@ package enum BackendMessage: Sendable, Equatable {
     }
 }
 
-/// A message the server sent that does not follow the protocol: the connection cannot go on.
+/// Why a connection cannot go on: the server broke the protocol, authentication cannot be
+/// done as configured, TLS cannot be had, or the connection ended.
 package struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
-    package var message: String
-
-    package init(_ message: String) {
-        self.message = message
+    package enum Kind: Sendable, Equatable {
+        /// A message that does not follow the protocol.
+        case protocolViolation
+        /// Authentication failed or was refused before a password went out (`require_auth`).
+        case authentication
+        /// The server asks for a password, and none was given.
+        case passwordNeeded
+        /// The server asks for something poold does not do (GSSAPI, another SASL mechanism).
+        case unsupported
+        /// TLS could not be had as `sslmode` requires.
+        case tls
+        /// The connection ended, or did not start in time.
+        case closed
     }
 
-    package var description: String { "PostgreSQL protocol error: \(message)" }
+    package var message: String
+    package var kind: Kind
+
+    package init(_ message: String, kind: Kind = .protocolViolation) {
+        self.message = message
+        self.kind = kind
+    }
+
+    package var description: String { kind == .protocolViolation ? "PostgreSQL protocol error: \(message)" : message }
 }
 
 extension BackendMessage {

@@ -41,6 +41,8 @@ package struct QueryStateMachine: Sendable {
         case notice(BackendMessage.ServerFields)
         case notification(channel: String, payload: String)
         case parameterChanged(name: String, value: String)
+        /// A row, when the machine streams them (`streamsRows`) rather than keeping them.
+        case row(BackendMessage.DataRow)
         /// The query is over, and the connection ready (its transaction status given).
         case done(Swift.Result<Result, Failure>, BackendMessage.TransactionStatus)
         /// The server broke the protocol: close the connection.
@@ -52,10 +54,13 @@ package struct QueryStateMachine: Sendable {
     private var inCopyOut = false
     package private(set) var isDone = false
     private let rowLimit: Int32
+    private let streamsRows: Bool
 
-    /// `rowLimit`: the Execute's limit (0: none).
-    package init(rowLimit: Int32 = 0) {
+    /// `rowLimit`: the Execute's limit (0: none). `streamsRows`: each DataRow is handed out as
+    /// `.row` as it comes, and the result keeps none.
+    package init(rowLimit: Int32 = 0, streamsRows: Bool = false) {
         self.rowLimit = rowLimit
+        self.streamsRows = streamsRows
     }
 
     package mutating func received(_ message: BackendMessage) -> Action {
@@ -73,7 +78,8 @@ package struct QueryStateMachine: Sendable {
             return .done(.success(result), status)
         case .errorResponse(let fields):
             // The first error is the answer; the server then skips to the Sync.
-            if failure == nil || failure == .copyRefused { failure = .server(fields) }
+            // A COPY refused stays the answer: the error that follows is the server's side of it.
+            if failure == nil { failure = .server(fields) }
             inCopyOut = false
             return .none
         default:
@@ -90,6 +96,7 @@ package struct QueryStateMachine: Sendable {
         case .noData:
             result.columns = nil
         case .dataRow(let row):
+            if streamsRows { return .row(row) }
             result.rows.append(row)
         case .commandComplete(let tag):
             result.tag = tag

@@ -49,9 +49,9 @@ package struct SCRAMClient: Sendable {
     package func verify(serverFinal: [UInt8]) throws(WireError) {
         let text = String(decoding: serverFinal, as: UTF8.self)
         let attributes = Self.attributes(text)
-        if let error = attributes["e"] { throw WireError("the server refused the SCRAM exchange: \(error)") }
+        if let error = attributes["e"] { throw WireError("the server refused the SCRAM exchange: \(error)", kind: .authentication) }
         guard let expected = serverSignature, let signature = attributes["v"].flatMap(Base64.decode), signature == expected else {
-            throw WireError("the server's SCRAM signature does not match: it may not be the server it claims to be")
+            throw WireError("the server's SCRAM signature does not match: it may not be the server it claims to be", kind: .authentication)
         }
     }
 

@@ -30,7 +30,8 @@ package struct StartupStateMachine: Sendable {
     package var startupMessage: ByteBuffer {
         var buffer = ByteBuffer()
         Frontend.startup(
-            [("user", configuration.user), ("database", configuration.database), ("application_name", configuration.applicationName)],
+            [("user", configuration.user), ("database", configuration.database), ("application_name", configuration.applicationName)]
+                + configuration.startupParameters,
             into: &buffer)
         return buffer
     }
@@ -41,7 +42,9 @@ package struct StartupStateMachine: Sendable {
             switch message {
             case .authentication(.ok):
                 if !asked { try check(.none) }
-                if scram != nil { throw WireError("the server ended the SCRAM exchange without proving that it knows the password") }
+                if scram != nil {
+                    throw WireError("the server ended the SCRAM exchange without proving that it knows the password", kind: .authentication)
+                }
                 return .none
             case .authentication(let request):
                 asked = true
@@ -82,7 +85,7 @@ package struct StartupStateMachine: Sendable {
         case .sasl(let mechanisms):
             try check(.scramSHA256)
             guard mechanisms.contains(SCRAMClient.mechanism) else {
-                throw WireError("the server offers SASL mechanisms \(mechanisms), none of which poold speaks")
+                throw WireError("the server offers SASL mechanisms \(mechanisms), none of which poold speaks", kind: .unsupported)
             }
             let client = SCRAMClient(password: try password())
             Frontend.saslInitialResponse(mechanism: SCRAMClient.mechanism, client.clientFirst, into: &buffer)
@@ -98,13 +101,17 @@ package struct StartupStateMachine: Sendable {
             return .none
         case .unsupported(let code):
             try check(code == 9 ? .sspi : .gss)
-            throw WireError("the server asks for authentication method \(code) (Kerberos, GSSAPI or SSPI), which poold does not speak")
+            throw WireError(
+                "the server asks for authentication method \(code) (Kerberos, GSSAPI or SSPI), which poold does not speak",
+                kind: .unsupported)
         }
         return .write(buffer)
     }
 
     private func password() throws(WireError) -> String {
-        guard let password = configuration.password else { throw WireError("the server asks for a password, and none is configured") }
+        guard let password = configuration.password else {
+            throw WireError("the server asks for a password, and none is configured", kind: .passwordNeeded)
+        }
         return password
     }
 
@@ -115,10 +122,19 @@ package struct StartupStateMachine: Sendable {
         if method == .none {
             throw WireError(
                 "the server let poold in without authentication (trust or peer), which \(setting) does not allow"
-                    + " (add none to require_auth, or fix pg_hba.conf)")
+                    + " (add none to require_auth, or fix pg_hba.conf)", kind: .authentication)
         }
+        let asked =
+            switch method {
+            case .password: "the password in cleartext"
+            case .md5: "an MD5 hash of the password"
+            case .scramSHA256: "SCRAM-SHA-256 authentication"
+            case .gss: "GSSAPI (Kerberos) authentication"
+            case .sspi: "SSPI authentication"
+            case .none: "nothing"
+            }
         throw WireError(
-            "the server asked for \(method.rawValue), which \(setting) does not allow;"
-                + " poold sent no password (fix the server's pg_hba.conf, or require_auth)")
+            "the server asked for \(asked), which \(setting) does not allow;"
+                + " poold sent no password (fix the server's pg_hba.conf, or require_auth)", kind: .authentication)
     }
 }

@@ -124,6 +124,7 @@ package struct PreparedRun: Sendable {
         case .failure(.server(let fields))
         where cached && !retried && ["26000", "0A000"].contains(fields.sqlState) && status != .failedTransaction:
             cache.forget(sql)
+            cache.discard(name: name)  // 0A000: the statement is still there, with its old plan
             return .prepareAgain
         case .failure:
             if !cached { cache.discard(name: name) }

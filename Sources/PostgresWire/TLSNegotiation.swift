@@ -55,7 +55,7 @@ final class TLSNegotiation: ChannelInboundHandler, RemovableChannelHandler, @unc
         switch answer {
         case UInt8(ascii: "S"):
             guard buffer.readableBytes == 0 else {
-                fail(context, WireError("the server sent data before the TLS handshake; refused (CVE-2021-23222)"))
+                fail(context, WireError("the server sent data before the TLS handshake; refused (CVE-2021-23222)", kind: .tls))
                 return
             }
             guard let sslContext = self.context else {
@@ -67,14 +67,14 @@ final class TLSNegotiation: ChannelInboundHandler, RemovableChannelHandler, @unc
                 try context.pipeline.syncOperations.addHandler(handler, position: .before(self))
                 handshaking = true
             } catch {
-                fail(context, WireError("cannot start TLS: \(error)"))
+                fail(context, WireError("cannot start TLS: \(error)", kind: .tls))
                 return
             }
         // The startup message waits for the handshake: a certificate refused is then the
         // error, not a write on a channel the refusal closed.
         case UInt8(ascii: "N"):
             guard mode == .prefer else {
-                fail(context, WireError("the server does not offer TLS, and sslmode = \(mode.rawValue) requires it"))
+                fail(context, WireError("the server does not offer TLS, and sslmode = \(mode.rawValue) requires it", kind: .tls))
                 return
             }
             done.succeed(())
@@ -95,16 +95,16 @@ final class TLSNegotiation: ChannelInboundHandler, RemovableChannelHandler, @unc
 
     func handlerRemoved(context: ChannelHandlerContext) {
         // Never settled (the connection failed first): whoever waits learns it.
-        done.fail(WireError("the connection closed before TLS was settled"))
+        done.fail(WireError("the connection closed before TLS was settled", kind: .closed))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        done.fail(WireError("the server closed the connection before TLS was settled"))
+        done.fail(WireError("the server closed the connection before TLS was settled", kind: .closed))
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        done.fail(handshaking ? WireError("the TLS handshake with the server failed: \(error)") : error)
+        done.fail(handshaking ? WireError("the TLS handshake with the server failed: \(error)", kind: .tls) : error)
         context.fireErrorCaught(error)
     }
 
@@ -123,7 +123,8 @@ final class TLSNegotiation: ChannelInboundHandler, RemovableChannelHandler, @unc
             configuration.certificateVerification = .none
         case .verifyCA, .verifyFull:
             guard let rootCertificate else {
-                throw WireError("sslmode = \(mode.rawValue) needs a root certificate (sslrootcert) to check the server's against")
+                throw WireError(
+                    "sslmode = \(mode.rawValue) needs a root certificate (sslrootcert) to check the server's against", kind: .tls)
             }
             configuration.trustRoots = .file(rootCertificate)
             configuration.certificateVerification = verify == .verifyFull ? .fullVerification : .noHostnameVerification

@@ -1,21 +1,67 @@
 import DequeModule
 import NIOCore
 import NIOPosix
+import Synchronization
+
+/// How a described statement's parameters and results go on the wire.
+package struct WireBinding: Sendable {
+    package var parameters: [Frontend.Parameter]
+    /// Binary results: one entry for every column, or one per column; empty: all in text.
+    package var binaryResults: [Bool]
+
+    package init(parameters: [Frontend.Parameter], binaryResults: [Bool]) {
+        self.parameters = parameters
+        self.binaryResults = binaryResults
+    }
+}
+
+/// A query's own side of `WireClient.run`, called on the connection's event loop only: how to
+/// bind its parameters once the server has described the statement, and where its rows go.
+package protocol WireQuery: AnyObject, Sendable {
+    /// The binding for the parameter types the server inferred (or was told), and the
+    /// statement's columns (nil: it returns no rows); nil when the parameters do not fit those
+    /// types, and the query then fails with `ParametersDoNotFit`.
+    func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding?
+    /// Each row, in order. A query that is prepared again (its cached plan was invalid) is bound
+    /// again, before any row.
+    func row(_ row: BackendMessage.DataRow)
+}
+
+/// What a query came to, its rows aside.
+package struct WireOutcome: Sendable {
+    /// nil: the statement returns no rows.
+    package var columns: [BackendMessage.Column]?
+    package var parameterTypes: [UInt32]
+    /// CommandComplete's tag (`SELECT 1`, `INSERT 0 3`).
+    package var tag: String
+}
+
+/// `WireQuery.bind` refused the types the server inferred: nothing ran.
+package struct ParametersDoNotFit: Error, Sendable {
+    package var parameterTypes: [UInt32]
+}
 
 /// A PostgreSQL connection driven from its event loop: the hot path Benchmarks/WireSpike
-/// measured. A query is Bind/Execute/Sync in one write (Parse and Describe first, once per
-/// statement), the answer is read by `QueryStateMachine` as it arrives, and a job that runs on
-/// the connection's event loop (poold's PostgreSQL jobs do) sends and is answered with no
+/// measured. A statement is prepared once per connection (Parse, Describe and Sync, one round
+/// trip); from then on a query is Bind/Execute/Sync in one write, with its parameters and
+/// result formats chosen by its `WireQuery` from what the server described. The answer is read
+/// by `QueryStateMachine` as it arrives, rows handed to the query in place, and a job that runs
+/// on the connection's event loop (poold's PostgreSQL jobs do) sends and is answered with no
 /// thread handoff.
 package final class WireClient: Sendable {
     package let channel: any Channel
     let handler: WireClientHandler
+    let observed: Observed
     package let key: BackendMessage.BackendKey?
     package let parameters: [String: String]
 
-    private init(channel: any Channel, handler: WireClientHandler, key: BackendMessage.BackendKey?, parameters: [String: String]) {
+    private init(
+        channel: any Channel, handler: WireClientHandler, observed: Observed, key: BackendMessage.BackendKey?,
+        parameters: [String: String]
+    ) {
         self.channel = channel
         self.handler = handler
+        self.observed = observed
         self.key = key
         self.parameters = parameters
     }
@@ -35,18 +81,23 @@ package final class WireClient: Sendable {
         }
     }
 
-    /// Connects, negotiates TLS as `configuration.tls` says, and authenticates. The caller
-    /// closes it (`close`): a pool's backend does, or `withClient` does.
+    /// Connects, negotiates TLS as `configuration.tls` says, and authenticates, within
+    /// `configuration.connectTimeout`. The caller closes it (`close`): a pool's backend does, or
+    /// `withClient` does.
     package static func connect(_ configuration: WireConnection.Configuration, on loop: any EventLoop) async throws -> WireClient {
         let tls = try TLSSetup(configuration)
         let tlsSettled = loop.makePromise(of: Void.self)
         let ready = loop.makePromise(of: (BackendMessage.BackendKey?, [String: String]).self)
-        let handler = WireClientHandler(configuration: configuration, tlsSettled: tlsSettled.futureResult, ready: ready)
-        let bootstrap = ClientBootstrap(group: loop).channelInitializer { channel in
+        let observed = Observed()
+        let handler = WireClientHandler(configuration: configuration, observed: observed, tlsSettled: tlsSettled.futureResult, ready: ready)
+        var bootstrap = ClientBootstrap(group: loop).channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try tls.install(on: channel, done: tlsSettled)
                 try channel.pipeline.syncOperations.addHandler(handler)
             }
+        }
+        if let limit = configuration.connectTimeout {
+            bootstrap = bootstrap.connectTimeout(TimeAmount(limit))
         }
         let channel: any Channel
         do {
@@ -61,23 +112,32 @@ package final class WireClient: Sendable {
             throw error
         }
         if tls.mode == .disable { tlsSettled.succeed(()) }
+        let timer = configuration.connectTimeout.map { limit in
+            loop.scheduleTask(in: TimeAmount(limit)) {
+                handler.timedOut(after: limit)
+            }
+        }
         do {
             let (key, parameters) = try await ready.futureResult.get()
-            return WireClient(channel: channel, handler: handler, key: key, parameters: parameters)
+            timer?.cancel()
+            return WireClient(channel: channel, handler: handler, observed: observed, key: key, parameters: parameters)
         } catch {
+            timer?.cancel()
             try? await channel.close()
             throw error
         }
     }
 
-    /// Runs `sql` (extended protocol, results in text); throws `QueryStateMachine.Failure` for
-    /// what the server refused, `WireError` if the connection broke.
-    package func execute(_ sql: String, _ parameters: [Frontend.Parameter] = [], rowLimit: Int32 = 0) async throws
-        -> QueryStateMachine.Result
+    /// Runs `sql`: prepared on first use on this connection (with `declaredTypes` for its
+    /// parameters, 0 or none: the server infers them), then bound as `query` says and executed.
+    /// Throws `QueryStateMachine.Failure` for what the server refused (or the row limit),
+    /// `ParametersDoNotFit` when `query` refused the types, `WireError` if the connection broke.
+    package func run(_ sql: String, declaring declaredTypes: [UInt32] = [], _ query: some WireQuery, rowLimit: Int32 = 0) async throws
+        -> WireOutcome
     {
         let loop = channel.eventLoop
-        let promise = loop.makePromise(of: QueryStateMachine.Result.self)
-        let request = WireClientHandler.Request(sql: sql, parameters: parameters, rowLimit: rowLimit, promise: promise)
+        let promise = loop.makePromise(of: WireOutcome.self)
+        let request = WireClientHandler.Request(sql: sql, declaredTypes: declaredTypes, query: query, rowLimit: rowLimit, promise: promise)
         if loop.inEventLoop {
             handler.enqueue(request)
         } else {
@@ -86,10 +146,27 @@ package final class WireClient: Sendable {
         return try await promise.futureResult.get()
     }
 
-    /// The transaction status of the last ReadyForQuery.
-    package var transactionStatus: BackendMessage.TransactionStatus {
-        get async throws { try await channel.eventLoop.submit { [handler] in handler.transactionStatus }.get() }
+    /// Runs `sql` with `parameters` as given, results in text, the rows kept (for tests and
+    /// tools).
+    package func execute(_ sql: String, _ parameters: [Frontend.Parameter] = [], rowLimit: Int32 = 0) async throws
+        -> QueryStateMachine.Result
+    {
+        let collector = RowKeeper(parameters: parameters)
+        let outcome = try await run(sql, collector, rowLimit: rowLimit)
+        return QueryStateMachine.Result(
+            columns: outcome.columns, parameterTypes: outcome.parameterTypes, rows: collector.taken, tag: outcome.tag)
     }
+
+    /// The transaction status of the last ReadyForQuery.
+    package var transactionStatus: BackendMessage.TransactionStatus { observed.state.withLock { $0.status } }
+
+    /// What a query did that outlives it on this connection, if anything: a command whose tag
+    /// says so (`SessionChange.tags`), or a setting the server reports changed after startup
+    /// (a `SET`, `set_config`). Such a connection is not the one a fresh connection would be.
+    package var sessionChanged: String? { observed.state.withLock { $0.sessionChanged } }
+
+    /// Whether the connection has ended (closed by either side, or failed).
+    package var isClosed: Bool { observed.state.withLock { $0.closed } }
 
     /// Sends Terminate and closes the connection; what is queued fails.
     package func close() async {
@@ -98,6 +175,58 @@ package final class WireClient: Sendable {
         try? await channel.writeAndFlush(buffer)
         try? await channel.close()
     }
+
+    /// Closes the connection at once, failing what runs and what is queued (a watchdog's way out).
+    package func abort() {
+        channel.close(promise: nil)
+    }
+
+    /// What the connection's event loop learned, for any thread to read.
+    final class Observed: Sendable {
+        struct State {
+            var status = BackendMessage.TransactionStatus.idle
+            var sessionChanged: String?
+            var closed = false
+        }
+        let state = Mutex(State())
+
+        func noteSessionChange(_ why: String) {
+            state.withLock { if $0.sessionChanged == nil { $0.sessionChanged = why } }
+        }
+    }
+}
+
+/// Commands whose CommandComplete tag says that they change the session for whatever runs next
+/// on the connection (or may: a `CREATE` tag does not tell a temporary table from another, nor
+/// `SELECT INTO` one).
+package enum SessionChange {
+    package static let tags = [
+        "SET", "RESET", "PREPARE", "DEALLOCATE", "LISTEN", "UNLISTEN", "DECLARE CURSOR", "DISCARD", "LOAD",
+        "CREATE TABLE", "CREATE VIEW", "CREATE SEQUENCE", "CREATE FUNCTION", "CREATE INDEX", "SELECT INTO", "CREATE TABLE AS",
+    ]
+
+    /// Why a command with `tag` changed the session; nil if it did not.
+    package static func reason(tag: String) -> String? {
+        tags.contains(where: { tag == $0 || tag.hasPrefix($0 + " ") }) ? "it ran \(tag)" : nil
+    }
+}
+
+/// Binds parameters as given, results in text, and keeps the rows.
+private final class RowKeeper: WireQuery, @unchecked Sendable {
+    let parameters: [Frontend.Parameter]
+    private var rows: [BackendMessage.DataRow] = []
+
+    init(parameters: [Frontend.Parameter]) { self.parameters = parameters }
+
+    func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding? {
+        rows = []
+        return WireBinding(parameters: parameters, binaryResults: [])
+    }
+
+    func row(_ row: BackendMessage.DataRow) { rows.append(row) }
+
+    /// Read once the query has been answered (its promise orders the two).
+    var taken: [BackendMessage.DataRow] { rows }
 }
 
 /// The connection's state on its event loop: startup, then one query at a time, the next
@@ -110,15 +239,24 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     struct Request {
         var sql: String
-        var parameters: [Frontend.Parameter]
+        var declaredTypes: [UInt32]
+        var query: any WireQuery
         var rowLimit: Int32
-        var promise: EventLoopPromise<QueryStateMachine.Result>
+        var promise: EventLoopPromise<WireOutcome>
+
+        /// The statement cache's key: the same SQL with other declared types is another statement.
+        var key: String {
+            declaredTypes.allSatisfy({ $0 == 0 }) ? sql : sql + "\u{0}" + declaredTypes.map(String.init).joined(separator: ",")
+        }
     }
 
     private struct Running {
         var request: Request
         var machine: QueryStateMachine
-        var run: PreparedRun
+        var name: String
+        var retried: Bool
+        /// nil while the statement is being prepared.
+        var entry: StatementCache.Entry?
     }
 
     private enum State {
@@ -134,16 +272,19 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Bytes of a message not whole yet.
     private var partial: ByteBuffer?
     private var statements = StatementCache()
-    private(set) var transactionStatus = BackendMessage.TransactionStatus.idle
     private var context: ChannelHandlerContext?
+    private let observed: WireClient.Observed
+    private let onNotice: (@Sendable (BackendMessage.ServerFields) -> Void)?
     private let tlsSettled: EventLoopFuture<Void>
     private let ready: EventLoopPromise<(BackendMessage.BackendKey?, [String: String])>
 
     init(
-        configuration: WireConnection.Configuration, tlsSettled: EventLoopFuture<Void>,
+        configuration: WireConnection.Configuration, observed: WireClient.Observed, tlsSettled: EventLoopFuture<Void>,
         ready: EventLoopPromise<(BackendMessage.BackendKey?, [String: String])>
     ) {
         self.state = .starting(StartupStateMachine(configuration))
+        self.observed = observed
+        self.onNotice = configuration.onNotice
         self.tlsSettled = tlsSettled
         self.ready = ready
     }
@@ -164,6 +305,12 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         }
         context.fireChannelActive()
+    }
+
+    /// Connecting took longer than the configured limit.
+    func timedOut(after limit: Duration) {
+        guard case .starting = state, let context else { return }
+        fail(WireError("connecting took longer than connect_timeout (\(limit))", kind: .closed), context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -205,11 +352,18 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         case .running(var running):
             let action = running.machine.received(message)
+            if case .row(let row) = action {
+                // The hot path: no copy of the state back.
+                running.request.query.row(row)
+                return
+            }
             state = .running(running)
             handle(action, running, context: context)
         case .ready:
             switch message {
-            case .noticeResponse, .notificationResponse, .parameterStatus: break  // between queries: nothing waits on them
+            case .noticeResponse(let fields): onNotice?(fields)
+            case .parameterStatus(let name, _): observed.noteSessionChange("it changed \(name)")
+            case .notificationResponse: break  // between queries: nothing waits on it
             default: fail(WireError("\(message) with no query running"), context: context)
             }
         case .closed:
@@ -219,26 +373,64 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func handle(_ action: QueryStateMachine.Action, _ running: Running, context: ChannelHandlerContext) {
         switch action {
-        case .none, .notice, .notification, .parameterChanged:
+        case .none, .notification, .row:
             break
+        case .notice(let fields):
+            onNotice?(fields)
+        case .parameterChanged(let name, _):
+            observed.noteSessionChange("it changed \(name)")
         case .write(let buffer):
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         case .fail(let error):
             fail(error, context: context)
         case .done(let outcome, let status):
-            transactionStatus = status
+            observed.state.withLock { $0.status = status }
             state = .ready
-            switch running.run.settle(outcome, status: status, cache: &statements) {
-            case .answer(.success(let result)):
-                running.request.promise.succeed(result)
-            case .answer(.failure(let failure)):
-                running.request.promise.fail(failure)
-            case .prepareAgain:
-                send(running.request, retried: true, context: context)
-                return
+            if let entry = running.entry {
+                executed(running, entry, outcome, status: status, context: context)
+            } else {
+                prepared(running, outcome, context: context)
             }
+        }
+    }
+
+    /// Parse and Describe answered: the statement is cached and the query bound, or it failed.
+    private func prepared(
+        _ running: Running, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>, context: ChannelHandlerContext
+    ) {
+        switch outcome {
+        case .success(let result):
+            let entry = StatementCache.Entry(name: running.name, parameterTypes: result.parameterTypes ?? [], columns: result.columns)
+            statements.store(running.request.key, entry)
+            bind(running.request, entry, retried: running.retried, context: context)
+        case .failure(let failure):
+            statements.discard(name: running.name)  // its Parse may have gone through
+            running.request.promise.fail(failure)
             next(context: context)
         }
+    }
+
+    /// Bind/Execute answered. A cached plan the server dropped (26000) or can no longer use
+    /// (0A000) is forgotten and the statement prepared again, once, outside a failed transaction.
+    private func executed(
+        _ running: Running, _ entry: StatementCache.Entry, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>,
+        status: BackendMessage.TransactionStatus, context: ChannelHandlerContext
+    ) {
+        switch outcome {
+        case .success(let result):
+            if let why = SessionChange.reason(tag: result.tag) { observed.noteSessionChange(why) }
+            if result.tag == "DISCARD ALL" || result.tag == "DEALLOCATE ALL" { statements.forgetAll() }
+            running.request.promise.succeed(WireOutcome(columns: entry.columns, parameterTypes: entry.parameterTypes, tag: result.tag))
+        case .failure(.server(let fields))
+        where !running.retried && ["26000", "0A000"].contains(fields.sqlState) && status != .failedTransaction:
+            statements.forget(running.request.key)
+            statements.discard(name: entry.name)
+            send(running.request, retried: true, context: context)
+            return
+        case .failure(let failure):
+            running.request.promise.fail(failure)
+        }
+        next(context: context)
     }
 
     /// Takes a request; runs it now if the connection is ready, else after the ones before it.
@@ -262,16 +454,41 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         send(request, retried: false, context: context)
     }
 
+    /// A cached statement is bound at once; another is prepared first: Parse, Describe, Sync.
     private func send(_ request: Request, retried: Bool, context: ChannelHandlerContext) {
+        if let entry = statements.lookUp(request.key) {
+            bind(request, entry, retried: retried, context: context)
+            return
+        }
         var buffer = context.channel.allocator.buffer(capacity: 64 + request.sql.utf8.count)
-        let run = PreparedRun.start(
-            request.sql, request.parameters, rowLimit: request.rowLimit, retried: retried, cache: &statements, into: &buffer)
-        state = .running(Running(request: request, machine: QueryStateMachine(rowLimit: request.rowLimit), run: run))
+        for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
+        let name = statements.newName()
+        Frontend.parse(statement: name, sql: request.sql, parameterTypes: request.declaredTypes, into: &buffer)
+        Frontend.describe(statement: name, into: &buffer)
+        Frontend.sync(into: &buffer)
+        state = .running(Running(request: request, machine: QueryStateMachine(), name: name, retried: retried, entry: nil))
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// Bind/Execute/Sync in one write, with evicted statements closed before.
+    private func bind(_ request: Request, _ entry: StatementCache.Entry, retried: Bool, context: ChannelHandlerContext) {
+        guard let binding = request.query.bind(parameterTypes: entry.parameterTypes, columns: entry.columns) else {
+            request.promise.fail(ParametersDoNotFit(parameterTypes: entry.parameterTypes))
+            next(context: context)
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 64 + 16 * binding.parameters.count)
+        for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
+        Frontend.bind(statement: entry.name, parameters: binding.parameters, binaryResults: binding.binaryResults, into: &buffer)
+        Frontend.execute(maxRows: request.rowLimit, into: &buffer)
+        Frontend.sync(into: &buffer)
+        let machine = QueryStateMachine(rowLimit: request.rowLimit, streamsRows: true)
+        state = .running(Running(request: request, machine: machine, name: entry.name, retried: retried, entry: entry))
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(WireError("the server closed the connection"), context: context)
+        fail(WireError("the connection to the server closed", kind: .closed), context: context)
         context.fireChannelInactive()
     }
 
@@ -283,6 +500,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private func fail(_ error: any Error, context: ChannelHandlerContext) {
         let previous = state
         state = .closed(error)
+        observed.state.withLock { $0.closed = true }
         switch previous {
         case .starting: ready.fail(error)
         case .running(let running): running.request.promise.fail(error)
@@ -291,5 +509,13 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         while let request = queue.popFirst() { request.promise.fail(error) }
         if case .closed = previous { return }
         context.close(promise: nil)
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self = .nanoseconds(overflow ? .max : whole.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue)
     }
 }

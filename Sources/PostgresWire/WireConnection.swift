@@ -27,6 +27,13 @@ package final class WireConnection: Sendable {
         package var tls = TLSMode.disable
         package var rootCertificate: String?
         package var serverName: String?
+        /// More startup parameters (settings for the session), after user, database and
+        /// application_name.
+        package var startupParameters: [(String, String)] = []
+        /// How long connecting, TLS and authentication may take together (nil: no limit).
+        package var connectTimeout: Duration?
+        /// Called on the event loop with each NoticeResponse (`WireClient` only).
+        package var onNotice: (@Sendable (BackendMessage.ServerFields) -> Void)?
 
         package init(address: Address, user: String, database: String, password: String?) {
             self.address = address

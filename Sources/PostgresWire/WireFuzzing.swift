@@ -67,7 +67,7 @@ public enum WireFuzzing {
             machine = QueryStateMachine()
         case .write(let bytes):
             precondition(bytes.readableBytes > 0)
-        case .none, .notice, .notification, .parameterChanged:
+        case .none, .notice, .notification, .parameterChanged, .row:
             break
         }
     }

@@ -83,7 +83,7 @@ struct QueryStateMachineTests {
         #expect(bytes.readInteger(as: UInt8.self) == UInt8(ascii: "f"))
         let refusal = BackendMessage.ServerFields([UInt8(ascii: "C"): "57014", UInt8(ascii: "M"): "COPY from stdin failed"])
         #expect(copyIn.received(.errorResponse(refusal)) == .none)
-        #expect(copyIn.received(.readyForQuery(.idle)) == .done(.failure(.server(refusal)), .idle))
+        #expect(copyIn.received(.readyForQuery(.idle)) == .done(.failure(.copyRefused), .idle))
 
         var copyOut = QueryStateMachine()
         _ = Self.feed(&copyOut, [.bindComplete, .copyOutResponse, .copyData, .copyData, .copyDone, .commandComplete(tag: "COPY 2")])

@@ -56,7 +56,7 @@ struct StartupStateMachineTests {
             Issue.record("cleartext was answered")
             return
         }
-        #expect(error.message.contains("asked for password"))
+        #expect(error.message.contains("asked for the password in cleartext"))
         var trust = StartupStateMachine(Self.configuration(allowed: [.scramSHA256]))
         guard case .fail = trust.received(.authentication(.ok)) else {
             Issue.record("trust was accepted")
