@@ -64,7 +64,7 @@ bench: deps
 bench-daemon: deps
 	$(SWIFT) build -c release --product poold
 	$(SWIFT) build --build-tests
-	cd $(BENCH_DIR) && $(SWIFT) build -c release --product PostgresDirect
+	cd $(BENCH_DIR) && $(SWIFT) build -c release --product PostgresDirect && $(SWIFT) build -c release --product WireClientBench
 	scripts/with-postgres.sh scripts/bench-daemon.sh
 
 # libFuzzer + AddressSanitizer on untrusted input, in their own package (Fuzz/) so that

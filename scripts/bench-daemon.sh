@@ -186,6 +186,16 @@ else
   echo "== PostgresNIO alone: not built (cd Benchmarks && swift build -c release --product PostgresDirect)"
 fi
 
+# poold's own client with no daemon in front (Benchmarks/WireClientBench): what the protocol
+# costs by itself, client CPU per query, user and system apart.
+WIRE=Benchmarks/.build/release/WireClientBench
+if [ -x "$WIRE" ]; then
+  echo "== poold's wire client alone, 8 connections one query after another (no daemon):"
+  DURATION=$DURATION "$WIRE" | sed 's/^/   /'
+else
+  echo "== poold's wire client alone: not built (cd Benchmarks && swift build -c release --product WireClientBench)"
+fi
+
 echo "== RSS after PostgreSQL load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$PID/status)"
 
 # ---- exec pool: 4 Python echo workers (Tests/workers/echo.py).

@@ -11,9 +11,10 @@ package struct StatementCache: Sendable {
     }
 
     package let capacity: Int
-    private var entries: [String: Entry] = [:]
-    /// SQL texts, least recently used first.
-    private var order: [String] = []
+    /// Each entry with when it was last used: a hit costs one hash of the SQL, and only an
+    /// eviction looks through them all.
+    private var entries: [String: (entry: Entry, used: UInt64)] = [:]
+    private var clock: UInt64 = 0
     private var closing: [String] = []
     private var nextID = 0
 
@@ -25,12 +26,11 @@ package struct StatementCache: Sendable {
 
     /// The entry for `sql`, now the most recently used.
     package mutating func lookUp(_ sql: String) -> Entry? {
-        guard let entry = entries[sql] else { return nil }
-        if order.last != sql, let index = order.firstIndex(of: sql) {
-            order.remove(at: index)
-            order.append(sql)
-        }
-        return entry
+        clock += 1
+        let now = clock
+        guard let found = entries[sql] else { return nil }
+        entries[sql]?.used = now
+        return found.entry
     }
 
     /// A fresh statement name (`p1`, `p2`, …).
@@ -41,19 +41,17 @@ package struct StatementCache: Sendable {
 
     /// Keeps `entry` for `sql`; evicts the least recently used one past `capacity`.
     package mutating func store(_ sql: String, _ entry: Entry) {
-        if entries.updateValue(entry, forKey: sql) == nil {
-            order.append(sql)
-        }
-        while order.count > capacity {
-            let oldest = order.removeFirst()
-            if let evicted = entries.removeValue(forKey: oldest) { closing.append(evicted.name) }
+        clock += 1
+        entries[sql] = (entry, clock)
+        while entries.count > capacity, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
+            entries.removeValue(forKey: oldest.key)
+            closing.append(oldest.value.entry.name)
         }
     }
 
     /// Forgets `sql` (its plan is invalid on the server, or the server dropped it).
     package mutating func forget(_ sql: String) {
-        guard entries.removeValue(forKey: sql) != nil else { return }
-        order.removeAll { $0 == sql }
+        entries.removeValue(forKey: sql)
     }
 
     /// A statement that may exist on the server without being cached (its Parse went through,
@@ -66,7 +64,6 @@ package struct StatementCache: Sendable {
     /// Everything forgotten: after `DISCARD ALL`, the server has no statement left.
     package mutating func forgetAll() {
         entries.removeAll()
-        order.removeAll()
         closing.removeAll()
     }
 
