@@ -11,15 +11,21 @@ package struct StatementCache: Sendable {
     }
 
     package let capacity: Int
+    /// At most this many bytes of SQL are kept (the newest statement is kept whatever its
+    /// size): a client that sends long, ever different statements holds neither poold's memory
+    /// nor the server's prepared statements beyond it.
+    package let byteBudget: Int
     /// Each entry with when it was last used: a hit costs one hash of the SQL, and only an
     /// eviction looks through them all.
     private var entries: [String: (entry: Entry, used: UInt64)] = [:]
+    private var bytes = 0
     private var clock: UInt64 = 0
     private var closing: [String] = []
     private var nextID = 0
 
-    package init(capacity: Int = 256) {
+    package init(capacity: Int = 256, byteBudget: Int = 1 << 20) {
         self.capacity = max(1, capacity)
+        self.byteBudget = byteBudget
     }
 
     package var count: Int { entries.count }
@@ -42,16 +48,18 @@ package struct StatementCache: Sendable {
     /// Keeps `entry` for `sql`; evicts the least recently used one past `capacity`.
     package mutating func store(_ sql: String, _ entry: Entry) {
         clock += 1
-        entries[sql] = (entry, clock)
-        while entries.count > capacity, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
-            entries.removeValue(forKey: oldest.key)
+        if entries.updateValue((entry, clock), forKey: sql) == nil { bytes += sql.utf8.count }
+        while entries.count > capacity || (bytes > byteBudget && entries.count > 1),
+            let oldest = entries.min(by: { $0.value.used < $1.value.used })
+        {
+            forget(oldest.key)
             closing.append(oldest.value.entry.name)
         }
     }
 
     /// Forgets `sql` (its plan is invalid on the server, or the server dropped it).
     package mutating func forget(_ sql: String) {
-        entries.removeValue(forKey: sql)
+        if entries.removeValue(forKey: sql) != nil { bytes -= sql.utf8.count }
     }
 
     /// A statement that may exist on the server without being cached (its Parse went through,
@@ -64,6 +72,7 @@ package struct StatementCache: Sendable {
     /// Everything forgotten: after `DISCARD ALL`, the server has no statement left.
     package mutating func forgetAll() {
         entries.removeAll()
+        bytes = 0
         closing.removeAll()
     }
 

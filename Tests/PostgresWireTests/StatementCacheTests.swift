@@ -23,6 +23,24 @@ struct StatementCacheTests {
         #expect(cache.count == 2)
     }
 
+    @Test func longStatementsAreKeptWithinTheByteBudget() {
+        var cache = StatementCache(capacity: 100, byteBudget: 10)
+        cache.store("aaaa", Self.entry("p1"))
+        cache.store("bbbb", Self.entry("p2"))
+        #expect(cache.count == 2)
+        cache.store("cccc", Self.entry("p3"))  // 12 bytes: the oldest goes
+        #expect(cache.lookUp("aaaa") == nil)
+        #expect(cache.takeClosing() == ["p1"])
+        cache.store(String(repeating: "x", count: 50), Self.entry("p4"))  // alone over the budget: kept alone
+        #expect(cache.count == 1)
+        #expect(cache.lookUp(String(repeating: "x", count: 50))?.name == "p4")
+        #expect(Set(cache.takeClosing()) == ["p2", "p3"])
+        cache.forget(String(repeating: "x", count: 50))
+        cache.store("dddd", Self.entry("p5"))
+        cache.store("eeee", Self.entry("p6"))
+        #expect(cache.count == 2, "forgetting gave its bytes back")
+    }
+
     @Test func forgettingAndDiscarding() {
         var cache = StatementCache(capacity: 4)
         #expect(cache.newName() == "p1")
