@@ -173,5 +173,70 @@ check "the first poolctl status starts it" inside $P status
 check "active after activation" test "$(prop ActiveState)" = active
 inside systemctl stop poold.service poold.socket
 
+# PostgreSQL under the unit (issue 16's client in a real deployment): a cluster of its own inside
+# the harness on 127.0.0.1 (SCRAM), require_auth, a pool of one connection, and a submitter who is
+# not root sending what the protocol allows. The password is a password_file readable by group
+# poold: the harness's systemd 252 cannot set up LoadCredential= for any unit (its credential
+# directory stays empty and root's, even for `systemd-run -p LoadCredential=…`), so `credential`
+# is tested with a $CREDENTIALS_DIRECTORY of the test's making (PostgresTests).
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$PGBIN" ]; then
+  fail "PostgreSQL under the unit: no server installed (scripts/ensure-packages.sh postgresql)"
+else
+  PGSOCK=/run/poold-it-pg
+  inside install -d -o postgres -g postgres -m 0700 /var/lib/poold-it-pg
+  inside install -d -o postgres -g postgres -m 0755 "$PGSOCK"
+  inside runuser -u postgres -- "$PGBIN/initdb" -D /var/lib/poold-it-pg/data -U postgres -E UTF8 --locale=C --no-sync \
+    --auth-local=trust --auth-host=scram-sha-256 >/dev/null 2>&1
+  inside systemd-run --quiet --unit=poold-it-pg --uid=postgres --gid=postgres "$PGBIN/postgres" -D /var/lib/poold-it-pg/data \
+    -k "$PGSOCK" -p 5432 -c listen_addresses=127.0.0.1 -c fsync=off
+  for _ in $(seq 100); do inside "$PGBIN/pg_isready" -q -h "$PGSOCK" -p 5432 && break; sleep 0.1; done
+  PSQL="runuser -u postgres -- $PGBIN/psql -X -q -t -A -h $PGSOCK -p 5432 -U postgres -d postgres"
+  inside $PSQL -c "CREATE ROLE app LOGIN PASSWORD 'it-secret'" -c "CREATE DATABASE app OWNER app" >/dev/null
+  printf 'it-secret\n' > "$WORK/pg.password"
+  inside install -m 0640 -g poold "$PWD/$WORK/pg.password" /etc/poold/pg.password
+  cat "$WORK/poold.toml" - > "$WORK/pg.toml" <<'TOML'
+
+[[pool]]
+name = "pg"
+kind = "postgres"
+url = "postgres://app@127.0.0.1:5432/app?sslmode=disable"
+password_file = "/etc/poold/pg.password"
+require_auth = "scram-sha-256"
+application_name = "poold-it"
+min = 1
+max = 1
+acquire_timeout = "1s"
+allow_adhoc = true
+TOML
+  inside install -m 0644 "$PWD/$WORK/pg.toml" /etc/poold/poold.toml
+  "$H" install-unit deploy/poold.service >/dev/null
+  inside systemctl start poold.service
+  member() { inside setpriv --reuid=poold-it-member --regid=poold-it-member --init-groups -- $P --json "$@"; }
+  out=$(member run pg "SELECT current_user AS who")
+  check "a member runs a PostgreSQL job under the unit (password_file, SCRAM, require_auth): $out" grep -q '"app"' <<<"$out"
+  out=$(member run pg "COPY (SELECT 1) TO STDOUT")
+  check "COPY from a member is a bad request" grep -q '"bad_request"' <<<"$out"
+  out=$(member run pg "SELECT generate_series(1, 1000000000)" --timeout 60s)
+  check "a billion rows are cut off on the server (bad_request, not a timeout)" grep -q 'more than 100000 rows' <<<"$out"
+  out=$(member run pg "SET ROLE postgres")
+  check "SET ROLE postgres is the server's refusal" grep -q '"sql_error"' <<<"$out"
+  # The only connection busy with a long job: the next one waits, then is refused; SIGTERM
+  # answers the long job, stops its statement on the server and leaves no connection behind.
+  inside sh -c "(setpriv --reuid=poold-it-member --regid=poold-it-member --init-groups -- $P run pg 'SELECT pg_sleep(30)' \
+    >/dev/null 2>&1; echo \$? > /tmp/pg-long.rc) & sleep 0.5"
+  out=$(member run pg "SELECT 1")
+  check "with the one connection busy, the next job gets pool_timeout" grep -q '"pool_timeout"' <<<"$out"
+  check "the long job runs on the server" test "$(inside $PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")" = 1
+  inside systemctl stop poold.service
+  check "stop with a PostgreSQL job in flight: Result=success" test "$(prop Result)" = success
+  for _ in $(seq 30); do inside test -s /tmp/pg-long.rc && break; sleep 0.1; done
+  check "the long job's client was answered (exit $(inside cat /tmp/pg-long.rc 2>/dev/null))" \
+    bash -c "[[ \"\$(\"$H\" exec cat /tmp/pg-long.rc </dev/null)\" == 1 ]]"
+  left=$(inside $PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'poold-it' OR query LIKE 'SELECT pg_sleep%'")
+  check "no poold connection and no statement left on the server after the stop ($left)" test "$left" = 0
+  inside systemctl stop poold-it-pg.service
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
