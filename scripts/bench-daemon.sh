@@ -64,6 +64,15 @@ max_waiters = 4096
 allow_adhoc = true
 
 [[pool]]
+name = "pgu"
+kind = "postgres"
+url = "postgres://poold@$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$POOLD_TEST_PG_SOCKET_DIR"):$POOLD_TEST_PG_PORT/poold"
+min = 8
+max = 8
+max_waiters = 4096
+allow_adhoc = true
+
+[[pool]]
 name = "workers"
 kind = "exec"
 command = ["/usr/bin/python3", "$PWD/Tests/workers/echo.py"]
@@ -121,9 +130,9 @@ pg_workload() {
     || { cat "$WORK/$name.pgbench"; echo "pgbench failed" >&2; return 1; }
   grep -E '^(number of (transactions actually processed|failed transactions)|latency|tps)' "$WORK/$name.pgbench" | sed 's/^/   /'
   PGB_TPS='' PGB_LAT='' PGB_P50='' PGB_P99='' PGB_FAILED=''
-  if [ "$bouncer" = pgbouncer ]; then
+  if [ "$bouncer" != - ]; then
     echo "-- pgbench -n -M simple -c $PGB_CLIENTS -j 2 -T $DURATION -f $name.sql through PgBouncer (pool_mode transaction, default_pool_size 8):"
-    pgbouncer_start
+    if [ "$bouncer" = pgbouncer-unix ]; then pgbouncer_start unix; else pgbouncer_start; fi
     pgbouncer_bench "$name" "$script"
     pgbouncer_stop
   fi
@@ -140,12 +149,12 @@ pg_workload() {
   pct=$(awk -v a="${rps:-0}" -v b="${tps:-0}" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
   # The p99 bound: at most PgBouncer's p99 in this run where it ran, under 10 ms otherwise.
   local p99_max=9999.999 p99_target="p99 < 10 ms"
-  if [ "$bouncer" = pgbouncer ]; then p99_max=${PGB_P99:-0} p99_target="p99 <= PgBouncer's ${PGB_P99:-?} us"; fi
+  if [ "$bouncer" != - ]; then p99_max=${PGB_P99:-0} p99_target="p99 <= PgBouncer's ${PGB_P99:-?} us"; fi
   verdict=$(awk -v pct="$pct" -v t="$target_pct" -v p99="${p99:-0}" -v err="${err:-1}" -v rps="${rps:-0}" -v max="$p99_max" \
     'BEGIN { print (pct != "n/a" && rps > 0 && pct + 0 >= t && p99 + 0 <= max + 0 && err + 0 == 0) ? "met" : "NOT met" }')
   printf -- '-> %s: pgbench %s tps (latency average %s ms) | poold %s ok req/s, p50 %s us, p99 %s us, %s errors | poold = %s%% of pgbench (target >= %s%%, %s): %s\n' \
     "$name" "${tps:-?}" "${lat:-n/a}" "${rps:-?}" "${p50:-?}" "${p99:-?}" "${err:-?}" "$pct" "$target_pct" "$p99_target" "$verdict"
-  if [ "$bouncer" = pgbouncer ]; then
+  if [ "$bouncer" != - ]; then
     awk -v name="$name" -v rps="${rps:-0}" -v btps="${PGB_TPS:-0}" -v blat="${PGB_LAT:-n/a}" -v bp50="${PGB_P50:-?}" \
       -v bp99="${PGB_P99:-?}" -v bfail="${PGB_FAILED:-?}" -v p99="${p99:-?}" -v err="${err:-1}" 'BEGIN {
       ratio = btps > 0 ? rps / btps : 0
@@ -168,6 +177,15 @@ cpu_before=$(awk '{print $14 + $15}' /proc/$PID/stat)
 pg_workload b 60 pgbouncer "$WORK/b.sql" "-n -c 8 -j 2 -M prepared" --conns 8 --depth 16 \
   --payload '{"op":"run","pool":"pg","sql":"SELECT v FROM kv WHERE k = $1","params":[@R@]}' --rand-max 10000
 cpu_after=$(awk '{print $14 + $15}' /proc/$PID/stat)
+
+# The same workload a with every hop to the server over a Unix socket, as a pooler on the
+# server's host is usually set up: pgbench direct and PgBouncer reach the cluster through its
+# socket, pgbench reaches PgBouncer through PgBouncer's, and poold's pool "pgu" uses the socket
+# (poold's clients always do). Over TCP loopback the sender's write also runs the receiver's
+# side of the stack, which is most of a query's kernel time here.
+echo "== PG a over Unix sockets: the same, every hop to the server on a Unix socket (pool pgu)"
+pg_workload au 60 pgbouncer-unix "$WORK/a.sql" "-n -c 8 -j 2 -M prepared -h $POOLD_TEST_PG_SOCKET_DIR" --conns 64 --depth 1 \
+  --payload '{"op":"run","pool":"pgu","sql":"SELECT $1::int + 1","params":[@R@]}' --rand-max 10000
 # pgbench and PgBouncer ran first: poold's 8 idle connections cost it nothing then, so the ticks are loadgen's requests.
 answers=$(json_num sent "$WORK/b.loadgen")  # warm-up included, like the CPU
 echo "== poold CPU per PG point read: $(( (cpu_after - cpu_before) * 1000000 / ticks / answers )) us ($(( cpu_after - cpu_before )) ticks for $answers requests)"

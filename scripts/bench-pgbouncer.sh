@@ -13,7 +13,9 @@
 #
 # Functions (they use WORK, DURATION and the POOLD_TEST_PG_* variables):
 #   pgbouncer_ensure        install Debian's pgbouncer if its binary is missing
-#   pgbouncer_start         start it on 127.0.0.1 on a free port (PGBOUNCER_PORT), pid PGBOUNCER_PID
+#   pgbouncer_start [unix]  start it on 127.0.0.1 on a free port (PGBOUNCER_PORT), pid PGBOUNCER_PID;
+#                           with "unix", it reaches the server over the cluster's Unix socket, and
+#                           pgbench reaches it over its own (PGB_HOST)
 #   pgbouncer_stop          stop it, by that pid (for a cleanup trap too: a no-op when not running)
 #   pgbouncer_bench NAME SCRIPT
 #                           pgbench -n -M simple -c 64 -j 2 -T DURATION -f SCRIPT through it; sets
@@ -23,6 +25,7 @@ PGBOUNCER_PID=
 PGBOUNCER_PORT=
 PGBOUNCER_BIN=
 PGB_CLIENTS=64
+PGB_HOST=127.0.0.1
 
 pgbouncer_ensure() {
   PGBOUNCER_BIN=$(command -v pgbouncer || true)
@@ -44,10 +47,16 @@ pgbouncer_pgbench_bin() {
   if [ -x "$bin/pgbench" ]; then echo "$bin/pgbench"; else command -v pgbench; fi
 }
 
+# shellcheck disable=SC2120  # bench-daemon.sh passes "unix"
 pgbouncer_start() {
   : "${WORK:?}" "${POOLD_TEST_PG_PORT:?}" "${POOLD_TEST_PG_PASSWORD:?}"
   [ -n "$PGBOUNCER_BIN" ] || pgbouncer_ensure
-  local dir=$WORK/pgbouncer run_as=()
+  local dir=$WORK/pgbouncer run_as=() server="host=127.0.0.1"
+  PGB_HOST=127.0.0.1
+  if [ "${1:-}" = unix ]; then
+    server="host=${POOLD_TEST_PG_SOCKET_DIR:?}"
+    PGB_HOST=$dir
+  fi
   mkdir -p "$dir"
   # PgBouncer refuses to run as root: run it as the cluster does (scripts/with-postgres.sh), as
   # postgres when we are root. setpriv execs it, so $! is PgBouncer's own pid.
@@ -61,7 +70,7 @@ pgbouncer_start() {
   (umask 077 && printf '"poold" "%s"\n' "${POOLD_TEST_PG_PASSWORD//\"/\"\"}" > "$dir/userlist.txt")
   cat > "$dir/pgbouncer.ini" <<INI
 [databases]
-poold = host=127.0.0.1 port=$POOLD_TEST_PG_PORT dbname=poold user=poold
+poold = $server port=$POOLD_TEST_PG_PORT dbname=poold user=poold
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -122,7 +131,7 @@ pgbouncer_bench() {
   pgbench=$(pgbouncer_pgbench_bin)
   rm -f "$prefix".*
   PGB_TPS='' PGB_LAT='' PGB_P50='' PGB_P99='' PGB_FAILED=''
-  PGPASSWORD=$POOLD_TEST_PG_PASSWORD "$pgbench" -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U poold \
+  PGPASSWORD=$POOLD_TEST_PG_PASSWORD "$pgbench" -h "$PGB_HOST" -p "$PGBOUNCER_PORT" -U poold \
     -n -M simple -c "$PGB_CLIENTS" -j 2 -T "$DURATION" -f "$script" -l --log-prefix="$prefix" poold > "$out" 2>&1 \
     || { cat "$out"; echo "pgbench through PgBouncer failed" >&2; return 1; }
   grep -E '^(number of (transactions actually processed|failed transactions)|latency|tps)' "$out" | sed 's/^/   /'
