@@ -1,13 +1,14 @@
 # poold — the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 # Debian packages the build and the tests need; installed by `make deps` when absent.
-DEB_PACKAGES := ca-certificates openssl git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd util-linux mount dbus python3 postgresql
+DEB_PACKAGES := ca-certificates openssl git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd util-linux mount dbus python3 postgresql \
+  groff-base
 BENCH_DIR := Benchmarks
 FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test lint soak deps build bench bench-daemon fuzz install clean
+.PHONY: run test lint soak deps build bench bench-daemon fuzz install man clean
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -30,9 +31,25 @@ run: deps
 # One debug build, then every test against it: Swift suites (beside a throwaway PostgreSQL
 # cluster that scripts/with-postgres.sh starts and always stops), then poold under a real
 # systemd (../shared/systemd-harness.sh; needs root, as CI is).
-test: lint build
+test: lint build man
 	scripts/with-postgres.sh $(SWIFT) test --skip-build
 	tests/systemd-it.sh
+
+# Man pages in .build/man: poolctl(1) generated from its ArgumentParser definitions (so that it
+# cannot drift from the code), poold(8) and poold.toml(5) from man/. Each must render with no
+# groff warning.
+MAN_DIR := .build/man
+man: deps
+	$(SWIFT) package generate-manual --configuration debug --date "$$(git log -1 --format=%cs 2>/dev/null || date +%F)" \
+	  --authors "poold developers" > /dev/null
+	@mkdir -p $(MAN_DIR)
+	cp "$$(find .build/plugins/GenerateManual/outputs -name poolctl.1 | head -n 1)" $(MAN_DIR)/poolctl.1
+	cp man/poold.8 man/poold.toml.5 $(MAN_DIR)/
+	@for page in $(MAN_DIR)/poolctl.1 $(MAN_DIR)/poold.8 $(MAN_DIR)/poold.toml.5; do \
+	  warnings=$$(groff -man -Tutf8 -ww -z "$$page" 2>&1); \
+	  if [ -n "$$warnings" ]; then echo "$$page: $$warnings" >&2; exit 1; fi; \
+	done
+	@echo "man pages in $(MAN_DIR): poolctl.1 poold.8 poold.toml.5"
 
 # The formatter's rules (.swift-format: 4 spaces, 140 columns) on Sources and Tests, and the
 # 140-column limit on what the formatter cannot break (string literals). Fix with
@@ -101,19 +118,26 @@ fuzz: deps
 	exit $$status
 
 # Release binaries, units, sysusers/tmpfiles entries and the example config.
-install: deps
+# Units go where the vendor's go ($(PREFIX)/lib/systemd/system; /etc/systemd/system is the
+# administrator's, for drop-ins and overrides). systemd reads /usr/local/lib/systemd/system too.
+install: deps man
 	$(SWIFT) build -c release --product poold
 	$(SWIFT) build -c release --product poolctl
 	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/poold" "$(DESTDIR)$(PREFIX)/bin/poold"
 	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/poolctl" "$(DESTDIR)$(PREFIX)/bin/poolctl"
 	sed 's|/usr/local|$(PREFIX)|g' deploy/poold.service > poold.service.tmp
-	install -D -m 0644 poold.service.tmp "$(DESTDIR)/etc/systemd/system/poold.service"
+	install -D -m 0644 poold.service.tmp "$(DESTDIR)$(PREFIX)/lib/systemd/system/poold.service"
 	rm -f poold.service.tmp
-	install -D -m 0644 deploy/poold.socket "$(DESTDIR)/etc/systemd/system/poold.socket"
+	install -D -m 0644 deploy/poold.socket "$(DESTDIR)$(PREFIX)/lib/systemd/system/poold.socket"
 	install -D -m 0644 deploy/poold.sysusers "$(DESTDIR)/usr/lib/sysusers.d/poold.conf"
 	install -D -m 0644 deploy/poold.tmpfiles "$(DESTDIR)/usr/lib/tmpfiles.d/poold.conf"
+	install -D -m 0644 deploy/poold.catalog "$(DESTDIR)/usr/lib/systemd/catalog/poold.catalog"
 	test -e "$(DESTDIR)/etc/poold/poold.toml" || install -D -m 0640 config/poold.toml "$(DESTDIR)/etc/poold/poold.toml"
 	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/poold/README.md"
+	install -D -m 0644 $(MAN_DIR)/poolctl.1 "$(DESTDIR)$(PREFIX)/share/man/man1/poolctl.1"
+	install -D -m 0644 $(MAN_DIR)/poold.8 "$(DESTDIR)$(PREFIX)/share/man/man8/poold.8"
+	install -D -m 0644 $(MAN_DIR)/poold.toml.5 "$(DESTDIR)$(PREFIX)/share/man/man5/poold.toml.5"
+	@if [ -z "$(DESTDIR)" ] && command -v journalctl > /dev/null; then journalctl --update-catalog || true; fi
 
 clean:
 	rm -rf .build .build-* $(BENCH_DIR)/.build $(FUZZ_DIR)/.build

@@ -92,6 +92,11 @@ inside $P run main "INSERT INTO kv VALUES (1, 'one')" >/dev/null
 sleep 0.3
 check "journal has the job's fields" bash -c "\"$H\" exec journalctl -u poold POOLD_OUTCOME=succeeded -o json </dev/null | grep -q '\"POOLD_POOL\":\"main\"'"
 check "lifecycle entries carry MESSAGE_IDs" bash -c "\"$H\" exec journalctl -u poold MESSAGE_ID=44a6edeb636e4471bc56918dad862c90 -o cat </dev/null | grep -q ready"
+# The catalog explains them: installed where `make install` puts it, indexed, shown by -x.
+inside install -D -m 0644 "$PWD/deploy/poold.catalog" /usr/lib/systemd/catalog/poold.catalog
+inside journalctl --update-catalog
+check "journalctl -x explains poold's entries from its catalog" \
+  bash -c "\"$H\" exec journalctl -x -u poold </dev/null | grep -q 'poold serves its control socket with 3 pools'"
 
 check "systemctl reload with a good config succeeds" inside systemctl reload poold.service
 inside install -m 0644 "$PWD/$WORK/bad.toml" /etc/poold/poold.toml

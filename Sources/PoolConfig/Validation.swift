@@ -117,11 +117,13 @@ final class Validation {
 
     // MARK: - [daemon]
 
+    static let daemonKeys = [
+        "control_socket", "socket_mode", "socket_group", "shutdown_grace", "max_connections", "max_inflight_per_connection",
+    ]
+    static let accessKeys = ["operators", "submitters", "observers"]
+
     private func daemon(_ r: TableReader) -> DaemonSettings {
-        r.rejectUnknownKeys(known: [
-            "control_socket", "socket_mode", "socket_group", "shutdown_grace", "max_connections",
-            "max_inflight_per_connection",
-        ])
+        r.rejectUnknownKeys(known: Self.daemonKeys)
         var d = DaemonSettings()
         if let path = r.string("control_socket", expected: "must be a non-empty string (the socket's path)") {
             if path.utf8.count > 107 {
@@ -158,7 +160,7 @@ final class Validation {
     // MARK: - [access]
 
     private func access(_ r: TableReader) -> AccessSettings {
-        r.rejectUnknownKeys(known: ["operators", "submitters", "observers"])
+        r.rejectUnknownKeys(known: Self.accessKeys)
         return AccessSettings(
             operators: principals("operators", r),
             submitters: principals("submitters", r),
