@@ -35,6 +35,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
+        // The version and the git commit, embedded at build time (Plugins/BuildInfoPlugin).
+        .target(name: "BuildInfo", swiftSettings: strict, plugins: ["BuildInfoPlugin"]),
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
         // Pure rules: pool state machine, limits, durations, error codes. No I/O, no clock reads.
         .target(
             name: "PoolCore",
@@ -149,7 +152,7 @@ let package = Package(
             name: "Jobs",
             dependencies: [
                 "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime",
-                "SQLitePools", "PostgresPools", "ExecPools", "SystemdKit",
+                "SQLitePools", "PostgresPools", "ExecPools", "SystemdKit", "BuildInfo",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -214,7 +217,7 @@ let package = Package(
         .executableTarget(
             name: "poolctl",
             dependencies: [
-                "ControlClient", "ControlProtocol", "PoolCore",
+                "ControlClient", "ControlProtocol", "PoolCore", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -1,3 +1,4 @@
+import BuildInfo
 import DaemonRuntime
 import ExecPools
 import Logging
@@ -30,7 +31,9 @@ package final class DaemonContext: Sendable {
         var totals = Totals()
     }
 
-    package static let version = "0.1.0"
+    package static let version = BuildInfo.version
+    /// The git commit this poold was built from ("-dirty": with uncommitted changes).
+    package static let commit = BuildInfo.commit
 
     package let logger: Logger
     package let pools = PoolSet()

@@ -23,6 +23,8 @@ import SystemdKit
 /// stops every job and closes every connection, then the pools close, then the rest end.
 public final class Daemon: Sendable {
     public static let version = DaemonContext.version
+    /// `0.1.0 (commit 1a2b3c4d5e6f)`: what `--version` prints.
+    public static let versionDescription = "\(DaemonContext.version) (commit \(DaemonContext.commit))"
 
     let config: Config
     let logger: Logger
@@ -36,7 +38,9 @@ public final class Daemon: Sendable {
     public func run() async throws {
         let started = ContinuousClock.now
         Self.prepareProcess(config: config, logger: logger)
-        logger.notice("starting", metadata: ["config": "\(config.path)", "version": "\(Self.version)", "event": "started"])
+        logger.notice(
+            "starting",
+            metadata: ["config": "\(config.path)", "version": "\(Self.version)", "commit": "\(DaemonContext.commit)", "event": "started"])
         // The event loop of the control server, the job timer, every PostgreSQL connection
         // and every worker's pipes; shut down once everything on it has ended.
         try await MultiThreadedEventLoopGroup.withEventLoopGroup(numberOfThreads: 1) { loops in

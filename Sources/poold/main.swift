@@ -18,7 +18,7 @@ struct Poold: AsyncParsableCommand {
         abstract: "Owns bounded pools of database connections and workers, and runs jobs on them.",
         discussion:
             "Talk to it with poolctl over its control socket. Stops on SIGTERM/SIGINT (a second one skips the grace); reloads on SIGHUP.",
-        version: Daemon.version
+        version: Daemon.versionDescription
     )
 
     @Option(name: .long, help: "The config file (default: $POOLD_CONFIG, then /etc/poold/poold.toml).")
