@@ -8,7 +8,7 @@ FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test lint soak deps build bench bench-daemon fuzz install man clean
+.PHONY: run test lint soak deps build bench bench-daemon fuzz install man deb clean
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -138,6 +138,13 @@ install: deps man
 	install -D -m 0644 $(MAN_DIR)/poold.8 "$(DESTDIR)$(PREFIX)/share/man/man8/poold.8"
 	install -D -m 0644 $(MAN_DIR)/poold.toml.5 "$(DESTDIR)$(PREFIX)/share/man/man5/poold.toml.5"
 	@if [ -z "$(DESTDIR)" ] && command -v journalctl > /dev/null; then journalctl --update-catalog || true; fi
+
+# A Debian package in .build/deb (scripts/build-deb.sh, dpkg-deb only): release binaries with the
+# Swift runtime linked in statically, units in /usr/lib/systemd/system, sysusers and tmpfiles
+# entries, the catalog, the man pages, and the example config as a conffile. Its maintainer
+# scripts create the user and /run/poold and reload systemd; they do not enable the service.
+deb: deps man
+	scripts/build-deb.sh
 
 clean:
 	rm -rf .build .build-* $(BENCH_DIR)/.build $(FUZZ_DIR)/.build

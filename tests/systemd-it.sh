@@ -243,5 +243,29 @@ TOML
   inside systemctl stop poold-it-pg.service
 fi
 
+# The Debian package (scripts/build-deb.sh, the layout and maintainer scripts of `make deb`,
+# packing this debug build: the toolchain it links to is visible inside the harness), installed
+# with dpkg on a system whose units are the package's own.
+if deb=$(DEB_CONFIG=debug DEB_OUT="$WORK/deb" scripts/build-deb.sh 2>"$WORK/deb.log"); then
+  inside systemctl stop poold.service poold.socket
+  inside rm -rf /etc/systemd/system/poold.service /etc/systemd/system/poold.service.d /etc/systemd/system/poold.socket \
+    /etc/poold/poold.toml
+  inside systemctl daemon-reload
+  check "dpkg -i installs the package" inside dpkg -i "$PWD/$deb"
+  fragment=$(prop FragmentPath)  # /lib is /usr/lib on merged-/usr systems, and systemd may say either
+  check "its units are vendor units ($fragment)" bash -c "[[ '$fragment' == /usr/lib/systemd/system/poold.service || '$fragment' == /lib/systemd/system/poold.service ]]"
+  check "its config is a conffile, readable by group poold only" \
+    test "$(inside stat -c '%a %G' /etc/poold/poold.toml)" = "640 poold"
+  inside systemctl start poold.service
+  check "the packaged poold starts" test "$(prop ActiveState)" = active
+  check "the packaged poolctl runs a job" bash -c "\"$H\" exec /usr/bin/poolctl run main 'SELECT 40 + 2' </dev/null | grep -q 42"
+  check "its man page is found" inside man -w poold.toml
+  check "dpkg -r removes it" inside dpkg -r poold
+  check "the service is stopped on removal" test "$(prop ActiveState)" != active
+  check "the binaries are gone, the conffile stays" bash -c "\"$H\" exec test ! -e /usr/bin/poold </dev/null && \"$H\" exec test -e /etc/poold/poold.toml </dev/null"
+else
+  fail "scripts/build-deb.sh: $(tail -n 3 "$WORK/deb.log")"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
