@@ -273,6 +273,13 @@ let package = Package(
             dependencies: ["SystemdKit", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // poolctl's pure parts (the metrics text, interval percentiles, top's layout), from the
+        // executable's module.
+        .testTarget(
+            name: "PoolctlTests",
+            dependencies: ["poolctl", "ControlProtocol"],
+            swiftSettings: strict
+        ),
         // Starts the real poold binary and drives it over its socket and with signals.
         .testTarget(
             name: "IntegrationTests",
