@@ -18,7 +18,7 @@ struct Poolctl: ParsableCommand {
         discussion: "Exit codes: 0 ok, 1 the job or command failed, 2 usage, 3 poold unreachable, 4 timed out.",
         version: BuildInfo.description,
         subcommands: [
-            Status.self, Pools.self, Jobs.self, Stats.self, Metrics.self, Ping.self, Run.self,
+            Status.self, Pools.self, Jobs.self, Stats.self, Metrics.self, Top.self, Ping.self, Run.self,
             Cancel.self, Pause.self, Resume.self, Resize.self, Reload.self, Drain.self,
         ]
     )
