@@ -20,8 +20,8 @@ struct Top: ParsableCommand {
             A "-" means no job finished in the interval, or no interval yet.
 
             In a terminal the view is redrawn in place on the alternate screen; q, Q or Ctrl-C quits and restores the \
-            terminal, as do SIGINT and SIGTERM. On a narrow terminal the rightmost columns are dropped and long pool \
-            names and errors are cut with "…"; no line wraps.
+            terminal, as do SIGINT and SIGTERM. On a narrow terminal the rightmost columns are dropped (the last error \
+            then gets a line under the table), and long pool names and errors are cut with "…"; no line wraps.
 
             When stdout is not a terminal, a plain snapshot (no escape sequences) is printed every interval, the first \
             without rates. --once prints one plain snapshot and exits: it takes two samples --interval apart, and the \
