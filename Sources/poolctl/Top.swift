@@ -16,17 +16,14 @@ struct Top: ParsableCommand {
             (queue + acquire) and exec cover only the jobs that finished in that interval: they come from the \
             differences of the poold_job_wait_seconds and poold_job_exec_seconds histogram buckets, interpolated \
             linearly inside the bucket that holds the percentile (as Prometheus's histogram_quantile does), so they are \
-            as precise as the buckets (100µs to 30s, roughly 1-2-5 steps); beyond 30s they show as ">30s". \
+            as precise as the buckets (0.1ms to 30s, roughly 1-2-5 steps); beyond 30s they show as ">30s". \
             A "-" means no job finished in the interval, or no interval yet.
-
             In a terminal the view is redrawn in place on the alternate screen; q, Q or Ctrl-C quits and restores the \
             terminal, as do SIGINT and SIGTERM. On a narrow terminal the rightmost columns are dropped (the last error \
-            then gets a line under the table), and long pool names and errors are cut with "…"; no line wraps.
-
+            then gets a line under the table), and long pool names and errors are cut with an ellipsis; no line wraps.
             When stdout is not a terminal, a plain snapshot (no escape sequences) is printed every interval, the first \
             without rates. --once prints one plain snapshot and exits: it takes two samples --interval apart, and the \
             rates and percentiles are over that interval. --json prints each snapshot as one JSON line instead.
-
             If poold goes away, top exits 3 like every command; with no answer within --wait (default 5s) it exits 4.
             """
     )
