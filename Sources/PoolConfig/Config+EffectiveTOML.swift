@@ -32,6 +32,14 @@ extension Config {
             out.comment("group submitters, and anyone who can open the socket an observer")
         }
 
+        if let listen = metrics.listen {
+            out.header("[metrics]")
+            out.set("listen", string: listen.description)
+        } else {
+            out.blank()
+            out.comment("[metrics] is not set: no HTTP endpoint (listen = \"127.0.0.1:9187\" serves /metrics and /healthz)")
+        }
+
         for pool in pools {
             out.header("[[pool]]")
             out.set("name", string: pool.name)

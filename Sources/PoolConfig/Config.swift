@@ -1,6 +1,6 @@
 /// A validated poold configuration: what one config file says, with every default filled in.
 ///
-/// Equality compares the effective settings only (`daemon`, `access`, `pools`, `jobs`), not
+/// Equality compares the effective settings only (`daemon`, `access`, `metrics`, `pools`, `jobs`), not
 /// `path` or `warnings`, so a reload can ask "did anything change?" without a moved comment
 /// or a renamed file counting as a change.
 public struct Config: Sendable, Equatable {
@@ -9,6 +9,8 @@ public struct Config: Sendable, Equatable {
     public var daemon: DaemonSettings
     /// nil when the file has no `[access]` table (docs/CONFIG.md, "[access]", gives the default roles).
     public var access: AccessSettings?
+    /// `[metrics]`: the HTTP scrape endpoint; off when the file has no `listen`.
+    public var metrics: MetricsSettings
     /// In file order.
     public var pools: [PoolSettings]
     /// In file order.
@@ -20,6 +22,7 @@ public struct Config: Sendable, Equatable {
         path: String,
         daemon: DaemonSettings = DaemonSettings(),
         access: AccessSettings? = nil,
+        metrics: MetricsSettings = MetricsSettings(),
         pools: [PoolSettings] = [],
         jobs: [JobSettings] = [],
         warnings: [String] = []
@@ -27,6 +30,7 @@ public struct Config: Sendable, Equatable {
         self.path = path
         self.daemon = daemon
         self.access = access
+        self.metrics = metrics
         self.pools = pools
         self.jobs = jobs
         self.warnings = warnings
@@ -41,6 +45,6 @@ public struct Config: Sendable, Equatable {
     }
 
     public static func == (lhs: Config, rhs: Config) -> Bool {
-        lhs.daemon == rhs.daemon && lhs.access == rhs.access && lhs.pools == rhs.pools && lhs.jobs == rhs.jobs
+        lhs.daemon == rhs.daemon && lhs.access == rhs.access && lhs.metrics == rhs.metrics && lhs.pools == rhs.pools && lhs.jobs == rhs.jobs
     }
 }

@@ -25,6 +25,8 @@ public struct ConfigDiff: Sendable, Equatable {
     public var accessChanged: Bool
     /// `control_socket` differs; it takes effect only after a restart.
     public var controlSocketChanged: Bool
+    /// `[metrics] listen` differs: the daemon moves the listener (before applying the rest).
+    public var metricsListenChanged: Bool
     /// The config to run from now on: the new one, with the running `control_socket`.
     public var applied: Config
 
@@ -56,6 +58,7 @@ public struct ConfigDiff: Sendable, Equatable {
         jobsChanged = running.jobs != new.jobs
         accessChanged = running.access != new.access
         controlSocketChanged = running.daemon.controlSocket != new.daemon.controlSocket
+        metricsListenChanged = running.metrics != new.metrics
         var applied = new
         applied.daemon.controlSocket = running.daemon.controlSocket
         self.applied = applied
@@ -79,6 +82,9 @@ public struct ConfigDiff: Sendable, Equatable {
         var lines: [String] = []
         if jobsChanged { lines.append("named jobs updated (\(applied.jobs.count))") }
         if controlSocketChanged { lines.append("control_socket change takes effect after a restart") }
+        if metricsListenChanged {
+            lines.append(applied.metrics.listen.map { "metrics listening on \($0)" } ?? "metrics listener stopped")
+        }
         if accessChanged { lines.append("[access] updated") }
         return lines
     }

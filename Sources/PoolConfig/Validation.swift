@@ -38,26 +38,28 @@ final class Validation {
 
     // MARK: - The document
 
-    static let tables = ["daemon", "access", "pool", "job"]
-    static let tablesList = "[daemon], [access], [[pool]] and [[job]]"
+    static let tables = ["daemon", "access", "metrics", "pool", "job"]
+    static let tablesList = "[daemon], [access], [metrics], [[pool]] and [[job]]"
 
     func config(from root: [(key: String, value: TOMLNode)]) -> Config? {
         var daemon = DaemonSettings()
         var access: AccessSettings?
+        var metrics = MetricsSettings()
         var poolNodes: [TOMLNode] = []
         var jobNodes: [TOMLNode] = []
         for (key, value) in root {
             let line = map.line(of: key, in: "")
             switch key {
-            case "daemon", "access":
+            case "daemon", "access", "metrics":
                 guard case .table(let entries) = value else {
                     error(line: line, context: nil, "\(key) must be a table: write [\(key)] (got \(value.display))")
                     continue
                 }
-                if key == "daemon" {
-                    daemon = self.daemon(TableReader(self, entries, table: "daemon", context: "[daemon]"))
-                } else {
-                    access = self.access(TableReader(self, entries, table: "access", context: "[access]"))
+                let reader = TableReader(self, entries, table: key, context: "[\(key)]")
+                switch key {
+                case "daemon": daemon = self.daemon(reader)
+                case "access": access = self.access(reader)
+                default: metrics = self.metrics(reader)
                 }
             case "pool", "job":
                 guard case .array(let items) = value else {
@@ -94,7 +96,7 @@ final class Validation {
         checkDuplicates(jobResults.map { ($0.name, $0.nameLine) }, what: "job")
         let jobs = jobResults.compactMap(\.settings)
         guard errors.isEmpty else { return nil }
-        return Config(path: file, daemon: daemon, access: access, pools: pools, jobs: jobs, warnings: warnings)
+        return Config(path: file, daemon: daemon, access: access, metrics: metrics, pools: pools, jobs: jobs, warnings: warnings)
     }
 
     private func tableSyntax(_ name: String) -> String {
@@ -155,6 +157,23 @@ final class Validation {
         if let n = r.integer("max_connections", minimum: 1) { d.maxConnections = n }
         if let n = r.integer("max_inflight_per_connection", minimum: 1) { d.maxInflightPerConnection = n }
         return d
+    }
+
+    // MARK: - [metrics]
+
+    private func metrics(_ r: TableReader) -> MetricsSettings {
+        r.rejectUnknownKeys(known: ["listen"])
+        var m = MetricsSettings()
+        if let node = r.value("listen") {
+            let expected = "listen must be an IP address and a port like \"127.0.0.1:9187\" or \"[::1]:9187\""
+            if case .string(let text) = node, let address = ListenAddress(parsing: text) {
+                m.listen = address
+                m.listenLine = r.line("listen")
+            } else {
+                r.fail("listen", "\(expected) (got \(node.display))")
+            }
+        }
+        return m
     }
 
     // MARK: - [access]

@@ -8,22 +8,24 @@ import Testing
     @Test func unknownTopLevelTableIsNamedWithTheValidOnes() {
         expectError(
             "[daemon]\n\n[pools]\nname = \"x\"\n",
-            "poold.toml:3: unknown table [pools] (did you mean [[pool]]?); valid tables are [daemon], [access], [[pool]] and [[job]]"
+            "poold.toml:3: unknown table [pools] (did you mean [[pool]]?); "
+                + "valid tables are [daemon], [access], [metrics], [[pool]] and [[job]]"
         )
         expectError(
             "[[jobz]]\nname = \"x\"\n",
-            "poold.toml:1: unknown table [[jobz]] (did you mean [[job]]?); valid tables are [daemon], [access], [[pool]] and [[job]]"
+            "poold.toml:1: unknown table [[jobz]] (did you mean [[job]]?); "
+                + "valid tables are [daemon], [access], [metrics], [[pool]] and [[job]]"
         )
         expectError(
             "[logging]\nlevel = \"debug\"\n",
-            "poold.toml:1: unknown table [logging]; valid tables are [daemon], [access], [[pool]] and [[job]]"
+            "poold.toml:1: unknown table [logging]; valid tables are [daemon], [access], [metrics], [[pool]] and [[job]]"
         )
     }
 
     @Test func topLevelKeysAreRefused() {
         expectError(
             "# settings\ncontrol_socket = \"/x\"\n",
-            "poold.toml:2: unknown top-level key \"control_socket\"; settings belong in [daemon], [access], [[pool]] and [[job]]"
+            "poold.toml:2: unknown top-level key \"control_socket\"; settings belong in [daemon], [access], [metrics], [[pool]] and [[job]]"
         )
     }
 

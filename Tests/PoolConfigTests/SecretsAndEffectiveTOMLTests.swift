@@ -109,6 +109,9 @@ import Testing
         operators = ["root"]
         observers = ["*", "@adm"]
 
+        [metrics]
+        listen = "[::1]:9187"
+
         [[pool]]
         name = "main"
         path = "/var/lib/poold/main.db"
@@ -171,6 +174,7 @@ import Testing
             }
         }
         #expect(reparsed == expected)
+        #expect(reparsed.metrics.listen == expected.metrics.listen)
         #expect(reparsed.pools.map(\.limits) == expected.pools.map(\.limits))
         // And the output is stable: printing it again gives the same text (but for the path).
         #expect(
