@@ -31,12 +31,27 @@ package final class DaemonMetrics: Sendable {
     /// Control connections open, counting one being refused until it is closed.
     package let controlConnections = Atomic<Int>(0)
     private let refusedConnections: Counter
+    private let controlConnectionsGauge: Gauge
+    private let uptimeGauge: Gauge
 
-    package init() {
+    /// The commit poold was built from, as `poold_build_info` labels it: "unknown" until the
+    /// build records one. The one place to switch when it does.
+    package static let buildCommit = "unknown"
+
+    package init(version: String = DaemonContext.version, commit: String = DaemonMetrics.buildCommit) {
         let refused = MetricNameDescriptor(
             namespace: "poold", subsystem: "control", metricName: "connections_refused", unitName: "total",
             helpText: "Control connections refused at max_connections.")
         refusedConnections = registry.makeCounter(descriptor: refused)
+        let open = MetricNameDescriptor(
+            namespace: "poold", subsystem: "control", metricName: "connections", unitName: "", helpText: "Control connections open.")
+        controlConnectionsGauge = registry.makeGauge(descriptor: open)
+        let uptime = MetricNameDescriptor(
+            namespace: "poold", metricName: "uptime", unitName: "seconds", helpText: "Seconds since poold started.")
+        uptimeGauge = registry.makeGauge(descriptor: uptime)
+        let build = MetricNameDescriptor(
+            namespace: "poold", metricName: "build_info", unitName: "", helpText: "Always 1; the labels say which poold this is.")
+        registry.makeGauge(descriptor: build, labels: [("version", version), ("commit", commit)]).set(Int64(1))
     }
 
     package func connectionRefused() {
@@ -68,24 +83,55 @@ package final class DaemonMetrics: Sendable {
         collectors(for: pool).record(outcome, timing)
     }
 
-    func exposition(pools: [ManagedPool]) -> String {
-        for pool in pools {
-            let s = pool.pool.snapshot
-            let labels = [("pool", pool.name)]
-            func gauge(_ name: String, _ help: String, _ value: Int) {
+    /// One pool's gauges, set at scrape time; unregistered when the pool is gone, so that a
+    /// removed pool does not go on showing the resources it had.
+    private struct PoolGauges: Sendable {
+        let all: [Gauge]
+
+        init(registry: PrometheusCollectorRegistry, pool: String) {
+            all = PoolGauges.series.map { name, help in
                 let descriptor = MetricNameDescriptor(namespace: "poold", subsystem: "pool", metricName: name, unitName: "", helpText: help)
-                registry.makeGauge(descriptor: descriptor, labels: labels).set(Int64(value))
+                return registry.makeGauge(descriptor: descriptor, labels: [("pool", pool)])
             }
-            gauge("open", "Resources open, including those opening and closing.", s.open)
-            gauge("idle", "Resources idle.", s.idle)
-            gauge("leased", "Resources leased to jobs.", s.leased)
-            gauge("waiting", "Jobs waiting for a resource.", s.waiting)
-            gauge("max", "The pool's max.", s.max)
-            gauge("degraded", "1 while the pool cannot open resources.", s.health == .degraded ? 1 : 0)
         }
-        let open = MetricNameDescriptor(
-            namespace: "poold", subsystem: "control", metricName: "connections", unitName: "", helpText: "Control connections open.")
-        registry.makeGauge(descriptor: open).set(Int64(controlConnections.load(ordering: .relaxed)))
+
+        static let series = [
+            ("open", "Resources open, including those opening and closing."),
+            ("idle", "Resources idle."),
+            ("leased", "Resources leased to jobs."),
+            ("waiting", "Jobs waiting for a resource."),
+            ("max", "The pool's max."),
+            ("degraded", "1 while the pool cannot open resources."),
+        ]
+
+        func set(_ s: PoolSnapshot) {
+            let values = [s.open, s.idle, s.leased, s.waiting, s.max, s.health == .degraded ? 1 : 0]
+            for (gauge, value) in zip(all, values) { gauge.set(Int64(value)) }
+        }
+    }
+
+    private let poolGauges = Mutex<[String: PoolGauges]>([:])
+
+    /// The Prometheus text that both the `metrics` op and `GET /metrics` serve.
+    /// `uptime`: how long poold has been running.
+    func exposition(pools: [ManagedPool], uptime: Duration) -> String {
+        let gauges = poolGauges.withLock { known in
+            let current = Set(pools.map(\.name))
+            for (name, gone) in known where !current.contains(name) {
+                for gauge in gone.all { registry.unregisterGauge(gauge) }
+                known[name] = nil
+            }
+            return pools.map { pool in
+                if let existing = known[pool.name] { return existing }
+                let made = PoolGauges(registry: registry, pool: pool.name)
+                known[pool.name] = made
+                return made
+            }
+        }
+        for (pool, gauge) in zip(pools, gauges) { gauge.set(pool.pool.snapshot) }
+        controlConnectionsGauge.set(Int64(controlConnections.load(ordering: .relaxed)))
+        let (seconds, attoseconds) = uptime.components
+        uptimeGauge.set(to: Double(seconds) + Double(attoseconds) / 1e18)
         return registry.emitToString()
     }
 }

@@ -72,7 +72,7 @@ package struct JobRouter: Sendable {
             if let pool, pools.named(pool) == nil { return noSuchPool(id, pool) }
             return Reply.ok(id: id, [("pools", .object(context.statsJSON(pool: pool)))])
         case .metrics:
-            return Reply.ok(id: id, [("text", .string(metrics.exposition(pools: pools.all)))])
+            return Reply.ok(id: id, [("text", .string(context.metricsText()))])
         case .runSQL(let pool, let statements, let isBatch, let transaction, let timeoutMs):
             guard let managed = admitted ?? pools.named(pool) else { return noSuchPool(id, pool) }
             if managed.kind == .exec {

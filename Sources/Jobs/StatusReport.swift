@@ -35,6 +35,11 @@ extension DaemonContext {
         return line
     }
 
+    /// The Prometheus exposition: the `metrics` op's `text` and what `GET /metrics` serves.
+    package func metricsText() -> String {
+        metrics.exposition(pools: pools.all, uptime: startedAt.duration(to: .now))
+    }
+
     func statusFields() -> [(String, JSONValue)] {
         let (config, lastReload) = (config, lastReload)
         let state = self.state
