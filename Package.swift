@@ -173,6 +173,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Prometheus scrape endpoint over HTTP (`[metrics] listen`): /metrics and /healthz, bounded.
+        .target(
+            name: "MetricsHTTP",
+            dependencies: [
+                "PoolCore", "PoolKit", "PoolConfig", "Jobs", "ControlSocket",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The services around the jobs: signals, systemd status and watchdog, pool supervision,
         // job deadlines.
         .target(
@@ -192,7 +205,7 @@ let package = Package(
             name: "PoolDaemon",
             dependencies: [
                 "PoolCore", "PoolKit", "PoolConfig", "SystemdKit", "CSpawn",
-                "DaemonRuntime", "Jobs", "ExecPools", "ControlSocket", "DaemonServices",
+                "DaemonRuntime", "Jobs", "ExecPools", "ControlSocket", "DaemonServices", "MetricsHTTP",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -252,10 +265,11 @@ let package = Package(
             name: "PoolDaemonTests",
             dependencies: [
                 "PoolCore", "PoolKit", "PoolTestSupport", "ControlProtocol", "PoolConfig", "SQLiteSandbox",
-                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools", "PostgresWire", "ExecPools",
+                "DaemonRuntime", "Jobs", "ControlSocket", "PostgresPools", "PostgresWire", "ExecPools", "MetricsHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -21,7 +21,7 @@ package final class AcceptPause: ChannelInboundHandler, @unchecked Sendable {
     private var pausesUnlogged = 0
     private var lastLogged: NIODeadline?
 
-    init(logger: Logger) {
+    package init(logger: Logger) {
         self.logger = logger
     }
 

@@ -48,6 +48,8 @@ package final class DaemonContext: Sendable {
     /// a forbidden op must not flood the journal.
     let denialLog = Mutex(LogBudget(burst: 20, perSecond: 2))
     private let mutable: Mutex<Mutable>
+    /// What a reload moves when `[metrics] listen` changes; nil until `Daemon` attaches it.
+    private let endpoint = Mutex<(any MetricsEndpoint)?>(nil)
 
     package init(config: Config, factory: PoolFactory) {
         self.logger = factory.logger
@@ -73,6 +75,12 @@ package final class DaemonContext: Sendable {
             $0.authorizer = authorizer
         }
     }
+
+    package func attach(_ endpoint: any MetricsEndpoint) {
+        self.endpoint.withLock { $0 = endpoint }
+    }
+
+    var metricsEndpoint: (any MetricsEndpoint)? { endpoint.withLock { $0 } }
 
     func recordReload(_ record: ReloadRecord) {
         mutable.withLock { $0.lastReload = record }

@@ -35,6 +35,9 @@ extension DaemonContext {
             let new = try await withTaskExecutorPreference(factory.files) { () throws(ConfigError) -> Config in
                 try ConfigLoader.load(path: path)
             }
+            // First what can still fail: an address the endpoint cannot listen on leaves
+            // everything as it was.
+            if new.metrics != config.metrics { try await metricsEndpoint?.move(to: new.metrics, file: path) }
             outcome = .applied(apply(new))
         } catch {
             outcome = .invalid(error)

@@ -5,6 +5,7 @@ import DaemonServices
 import ExecPools
 import Jobs
 import Logging
+import MetricsHTTP
 import NIOPosix
 import PoolConfig
 import PoolCore
@@ -34,7 +35,8 @@ public final class Daemon: Sendable {
         self.logger = logger
     }
 
-    /// Runs poold until it has stopped. Throws `PoolError` if a pool cannot be built at start.
+    /// Runs poold until it has stopped. Throws `PoolError` if a pool cannot be built at start,
+    /// `ConfigError` if the metrics endpoint cannot listen where the config says.
     public func run() async throws {
         let started = ContinuousClock.now
         Self.prepareProcess(config: config, logger: logger)
@@ -64,9 +66,15 @@ public final class Daemon: Sendable {
                 stack.push("exec pools' spawning threads") {
                     for pool in context.pools.all + context.pools.retired { pool.dedicated?.shutdown(join: true) }
                 }
+                // Bound before anything else starts: an address poold cannot listen on is a
+                // config error, at its line, and poold exits.
+                let endpoint = MetricsServer(context: context, loops: loops, clock: ContinuousClock())
+                stack.push("the metrics endpoint") { endpoint.stop() }
+                try await endpoint.start(config.metrics, file: config.path)
+                context.attach(endpoint)
                 for settings in config.pools { context.pools.add(try factory.make(settings)) }
                 served = context
-                try await serve(context, loops: loops)
+                try await serve(context, loops: loops, endpoint: endpoint)
             }
         }
     }
@@ -83,7 +91,9 @@ public final class Daemon: Sendable {
     /// The services, until the group has stopped. A stop request (signal, `drain --stop`)
     /// triggers the group's graceful shutdown; `maximumGracefulShutdownDuration` is the
     /// backstop should any service not end by itself: past it, the group cancels them.
-    private func serve(_ context: DaemonContext, loops: MultiThreadedEventLoopGroup) async throws {
+    private func serve(
+        _ context: DaemonContext, loops: MultiThreadedEventLoopGroup, endpoint: MetricsServer<ContinuousClock>
+    ) async throws {
         let router = JobRouter(context: context)
         let server = ControlServer(router: router, loops: loops, clock: ContinuousClock())
         let grace = config.daemon.shutdownGrace
@@ -93,6 +103,8 @@ public final class Daemon: Sendable {
                 .init(service: JobTimer(jobs: context.jobs, loops: loops)),
                 .init(service: StatusReporter(context: context)),
                 .init(service: PoolSupervisor(context: context)),
+                // After the control server: it stops later, so /healthz says 503 while jobs finish.
+                .init(service: endpoint),
                 .init(service: server),
             ],
             logger: logger

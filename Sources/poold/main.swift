@@ -62,6 +62,10 @@ struct Poold: AsyncParsableCommand {
         let logger = Logger(label: "poold")
         do {
             try await Daemon(config: loaded, logger: logger).run()
+        } catch let error as ConfigError {
+            // Found only when starting (an address in use): `file:line: message`, as at load.
+            printError("\(error)")
+            throw ExitCode(1)
         } catch let error as PoolError {
             // A pool that cannot be built at start (no thread for an exec pool's spawner).
             printError("poold: \(error.message)")
