@@ -2,7 +2,7 @@
 SWIFT ?= swift
 # Debian packages the build and the tests need; installed by `make deps` when absent.
 DEB_PACKAGES := ca-certificates openssl git pkg-config libsqlite3-dev sqlite3 libsystemd-dev systemd util-linux mount dbus python3 postgresql \
-  groff-base
+  groff-base prometheus
 BENCH_DIR := Benchmarks
 FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).

@@ -19,4 +19,11 @@ if [[ " ${missing[*]} " == *" postgresql"* ]] && [ ! -e /etc/postgresql-common/c
   echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
 fi
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+# The tests run Debian's prometheus and promtool binaries on a config of their own, never its
+# service; without its recommends, which would add prometheus-node-exporter, another service.
+rest=()
+for pkg in "${missing[@]}"; do [ "$pkg" = prometheus ] || rest+=("$pkg"); done
+[ ${#rest[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${rest[@]}"
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
