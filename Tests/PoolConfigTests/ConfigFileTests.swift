@@ -34,6 +34,7 @@ import Testing
         #expect(config.pools.map(\.kind) == [.sqlite, .postgres, .exec])
         #expect(config.access?.operators == ["root", "@poold-admin"])
         #expect(config.daemon.socketGroup == "poold")
+        #expect(config.metrics.listen == nil, "the HTTP endpoint is off unless asked for")
         guard case .postgres(let pg) = config.pool(named: "pg")?.backend else {
             Issue.record("pg is not a postgres pool")
             return
@@ -52,7 +53,7 @@ import Testing
             "max_waiters", "acquire_timeout", "idle_timeout", "max_lifetime", "health_check_after", "job_timeout",
             "max_job_timeout", "allow_adhoc", "path", "busy_timeout", "url", "password_file", "credential",
             "application_name", "connect_timeout", "command", "max_jobs_per_worker", "kill_grace", "pool", "sql",
-            "timeout", "transaction",
+            "timeout", "transaction", "listen",
         ]
         let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
         for key in keys {
