@@ -34,11 +34,8 @@ package final class DaemonMetrics: Sendable {
     private let controlConnectionsGauge: Gauge
     private let uptimeGauge: Gauge
 
-    /// The commit poold was built from, as `poold_build_info` labels it: "unknown" until the
-    /// build records one. The one place to switch when it does.
-    package static let buildCommit = "unknown"
-
-    package init(version: String = DaemonContext.version, commit: String = DaemonMetrics.buildCommit) {
+    /// `version` and `commit` label `poold_build_info` (Plugins/BuildInfoPlugin embeds them).
+    package init(version: String = DaemonContext.version, commit: String = DaemonContext.commit) {
         let refused = MetricNameDescriptor(
             namespace: "poold", subsystem: "control", metricName: "connections_refused", unitName: "total",
             helpText: "Control connections refused at max_connections.")

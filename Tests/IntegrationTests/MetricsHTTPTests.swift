@@ -16,6 +16,18 @@ struct MetricsHTTPTests {
         return (daemon, port)
     }
 
+    /// What `poold --version` says poold was built from: `0.1.0 (commit 1a2b3c4d5e6f)`.
+    static var build: (version: String, commit: String) {
+        get throws {
+            let out = try CommandLineTests.run("poold", ["--version"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+            let parts = out.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[1].hasPrefix("(commit "), parts[1].hasSuffix(")") else {
+                throw TestFailure("poold --version: \(out)")
+            }
+            return (String(parts[0]), String(parts[1].dropFirst("(commit ".count).dropLast()))
+        }
+    }
+
     /// Runs one job on the daemon's "main" pool, so that its counters have something to say.
     static func runJob(_ daemon: DaemonProcess) throws {
         let reply = try daemon.request(["op": .string("run"), "pool": .string("main"), "sql": .string("SELECT 1")])
@@ -25,6 +37,7 @@ struct MetricsHTTPTests {
     // MARK: What it serves
 
     @Test func metricsServesWhatTheMetricsOpServes() throws {
+        let build = try Self.build
         let (daemon, port) = try Self.daemon()
         try Self.runJob(daemon)
         let reply = try HTTP.request(port: port, "/metrics")
@@ -37,7 +50,7 @@ struct MetricsHTTPTests {
             #"poold_pool_open{pool="main"} "#, #"poold_pool_idle{pool="main"} "#, #"poold_pool_leased{pool="main"} "#,
             #"poold_pool_waiting{pool="main"} 0"#, #"poold_job_wait_seconds_bucket{pool="main",le="+Inf"} 1"#,
             #"poold_job_exec_seconds_count{pool="main"} 1"#, "poold_uptime_seconds ",
-            #"poold_build_info{version="0.1.0",commit="unknown"} 1"#,
+            #"poold_build_info{version="\#(build.version)",commit="\#(build.commit)"} 1"#,
         ] {
             #expect(reply.body.contains(series), "\(series) in:\n\(reply.body)")
         }
@@ -106,7 +119,8 @@ struct MetricsHTTPTests {
         let up = prometheus.query("up") ?? []
         #expect(up.contains { $0.0["job"] == "poold" && $0.1 == "1" }, "the scrape succeeded: \(up)")
         let build = prometheus.query("poold_build_info") ?? []
-        #expect(build.contains { $0.0["version"] == "0.1.0" && $0.0["commit"] == "unknown" }, "\(build)")
+        let built = try Self.build
+        #expect(build.contains { $0.0["version"] == built.version && $0.0["commit"] == built.commit }, "\(build)")
     }
 
     @Test func healthzSaysReadyThenStoppingAndSigtermExitsZero() throws {
