@@ -161,8 +161,10 @@ final class Validation {
 
     // MARK: - [metrics]
 
+    static let metricsKeys = ["listen"]
+
     private func metrics(_ r: TableReader) -> MetricsSettings {
-        r.rejectUnknownKeys(known: ["listen"])
+        r.rejectUnknownKeys(known: Self.metricsKeys)
         var m = MetricsSettings()
         if let node = r.value("listen") {
             let expected = "listen must be an IP address and a port like \"127.0.0.1:9187\" or \"[::1]:9187\""

@@ -19,7 +19,7 @@ struct ManPageTests {
             if tag.hasPrefix(".B ") { documented.insert(String(tag.dropFirst(3))) }
         }
         let keys =
-            Validation.daemonKeys + Validation.accessKeys + Validation.commonPoolKeys
+            Validation.daemonKeys + Validation.accessKeys + Validation.metricsKeys + Validation.commonPoolKeys
             + Validation.poolKeysByKind.values.flatMap { $0 } + Validation.jobKeys
         for key in Set(keys) {
             #expect(documented.contains(key), "man/poold.toml.5 does not document \(key)")
