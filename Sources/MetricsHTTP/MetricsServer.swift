@@ -146,7 +146,7 @@ package final class MetricsServer<C: Clock>: Service, MetricsEndpoint where C.Du
         switch io.errnoCode {
         case EADDRINUSE: return "address already in use; choose another port or stop what listens there"
         case EADDRNOTAVAIL: return "no such address on this machine"
-        case EACCES: return "permission denied: poold may not listen on ports below 1024"
+        case EACCES: return "permission denied: a port below 1024 needs CAP_NET_BIND_SERVICE, which the shipped unit does not grant"
         default: return String(cString: strerror(io.errnoCode))
         }
     }
@@ -224,10 +224,10 @@ package final class MetricsServer<C: Clock>: Service, MetricsEndpoint where C.Du
             channel.close(promise: nil)
             return
         }
-        let (context, clock) = (context, clock)
+        let context = context
         // Whatever ends it (the client gone, an answer not taken in time, cancellation), the
         // connection is closed and there is nobody left to tell.
-        try? await http.executeThenClose { inbound, outbound in
+        try? await http.executeThenClose { inbound, _ in
             let answer: HTTPAnswer
             let received: Received = busy ? .refused(.busy) : try await read(inbound)
             switch received {
@@ -240,8 +240,25 @@ package final class MetricsServer<C: Clock>: Service, MetricsEndpoint where C.Du
             }
             // The request is in: stopping lets its answer go out.
             untrack(channel)
-            try await withTimeout(HTTPLimits.writeTimeout, clock: clock) {
-                try await outbound.write(contentsOf: answer.parts)
+            try await send(answer, on: channel)
+        }
+    }
+
+    /// Writes the answer and returns once the socket has taken all of it (closing the channel
+    /// before would drop what it has not), or closes the channel if that takes longer than
+    /// `writeTimeout`: a client that does not read is cut off.
+    private func send(_ answer: HTTPAnswer, on channel: any Channel) async throws {
+        channel.write(HTTPServerResponsePart.head(answer.head), promise: nil)
+        if !answer.omitsBody {
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: answer.body))), promise: nil)
+        }
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: written)
+        try await withTimeout(HTTPLimits.writeTimeout, clock: clock) {
+            try await withTaskCancellationHandler {
+                try await written.futureResult.get()
+            } onCancel: {
+                channel.close(promise: nil)
             }
         }
     }
@@ -253,7 +270,7 @@ package final class MetricsServer<C: Clock>: Service, MetricsEndpoint where C.Du
         case closed
     }
 
-    /// The request, once it has all arrived, or what was wrong with it.
+    /// The request, once its head has arrived, or what was wrong with it.
     private func read(_ inbound: NIOAsyncChannelInboundStream<HTTPServerRequestPart>) async throws -> Received {
         do {
             return try await withTimeout(HTTPLimits.requestTimeout, clock: clock) {
@@ -293,15 +310,5 @@ package final class MetricsServer<C: Clock>: Service, MetricsEndpoint where C.Du
 
     private func untrack(_ channel: any Channel) {
         _ = state.withLock { $0.reading.removeValue(forKey: ObjectIdentifier(channel)) }
-    }
-}
-
-extension HTTPAnswer {
-    /// The response as NIO's encoder takes it.
-    var parts: [HTTPServerResponsePart] {
-        var parts: [HTTPServerResponsePart] = [.head(head)]
-        if !omitsBody { parts.append(.body(.byteBuffer(ByteBuffer(string: body)))) }
-        parts.append(.end(nil))
-        return parts
     }
 }
