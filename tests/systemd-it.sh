@@ -45,6 +45,9 @@ shutdown_grace = "5s"
 socket_mode = "0666"
 socket_group = "poold"
 
+[metrics]
+listen = "127.0.0.1:9187"
+
 [[pool]]
 name = "main"
 path = "/var/lib/poold/main.db"
@@ -90,6 +93,9 @@ P="poolctl --socket /run/poold/control.sock"
 check "a job runs" inside $P run main "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT)"
 inside $P run main "INSERT INTO kv VALUES (1, 'one')" >/dev/null
 sleep 0.3
+# The scrape endpoint under the hardened unit (IPAddressAllow=localhost): served on loopback.
+check "/metrics on 127.0.0.1:9187 has the pool's series" bash -c "\"$H\" exec curl -sf http://127.0.0.1:9187/metrics </dev/null | grep -q '^poold_jobs_total{pool=\"main\",outcome=\"succeeded\"} 2'"
+check "/healthz says ready" bash -c "[ \"\$(\"$H\" exec curl -s http://127.0.0.1:9187/healthz </dev/null)\" = ready ]"
 check "journal has the job's fields" bash -c "\"$H\" exec journalctl -u poold POOLD_OUTCOME=succeeded -o json </dev/null | grep -q '\"POOLD_POOL\":\"main\"'"
 check "lifecycle entries carry MESSAGE_IDs" bash -c "\"$H\" exec journalctl -u poold MESSAGE_ID=44a6edeb636e4471bc56918dad862c90 -o cat </dev/null | grep -q ready"
 # The catalog explains them: installed where `make install` puts it, indexed, shown by -x.
