@@ -132,7 +132,15 @@ install: deps man
 	install -D -m 0644 deploy/poold.sysusers "$(DESTDIR)/usr/lib/sysusers.d/poold.conf"
 	install -D -m 0644 deploy/poold.tmpfiles "$(DESTDIR)/usr/lib/tmpfiles.d/poold.conf"
 	install -D -m 0644 deploy/poold.catalog "$(DESTDIR)/usr/lib/systemd/catalog/poold.catalog"
-	test -e "$(DESTDIR)/etc/poold/poold.toml" || install -D -m 0640 config/poold.toml "$(DESTDIR)/etc/poold/poold.toml"
+	@# The poold user and group now (not only at boot), so that the config can be group poold's:
+	@# 0640 root:root would be unreadable to the unit's User=poold.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && command -v systemd-sysusers > /dev/null; then \
+	  systemd-sysusers /usr/lib/sysusers.d/poold.conf; fi
+	@if [ ! -e "$(DESTDIR)/etc/poold/poold.toml" ]; then \
+	  install -D -m 0640 config/poold.toml "$(DESTDIR)/etc/poold/poold.toml"; \
+	  if getent group poold > /dev/null; then chgrp poold "$(DESTDIR)/etc/poold/poold.toml"; \
+	  else echo "make install: no group poold yet: after systemd-sysusers, chgrp poold /etc/poold/poold.toml"; fi; \
+	fi
 	install -D -m 0644 README.md "$(DESTDIR)$(PREFIX)/share/doc/poold/README.md"
 	install -D -m 0644 $(MAN_DIR)/poolctl.1 "$(DESTDIR)$(PREFIX)/share/man/man1/poolctl.1"
 	install -D -m 0644 $(MAN_DIR)/poold.8 "$(DESTDIR)$(PREFIX)/share/man/man8/poold.8"
