@@ -1,0 +1,1 @@
+INSERT INTO poold.jobs (queue, params) VALUES ('q', '[1]');
