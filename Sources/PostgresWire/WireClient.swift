@@ -39,6 +39,21 @@ package struct WireOutcome: Sendable {
 /// `WireQuery.bind` refused the types the server inferred: nothing ran.
 package struct ParametersDoNotFit: Error, Sendable {
     package var parameterTypes: [UInt32]
+    /// In a pipeline, the statement whose parameters did not fit.
+    package var index = 0
+}
+
+/// One statement of a pipeline (`WireClient.runPipeline`).
+package struct WireStatement: Sendable {
+    package var sql: String
+    package var declaredTypes: [UInt32]
+    package var query: any WireQuery
+
+    package init(_ sql: String, declaring declaredTypes: [UInt32] = [], _ query: any WireQuery) {
+        self.sql = sql
+        self.declaredTypes = declaredTypes
+        self.query = query
+    }
 }
 
 /// A PostgreSQL connection driven from its event loop: the hot path Benchmarks/WireSpike
@@ -139,9 +154,30 @@ package final class WireClient: Sendable {
         let promise = loop.makePromise(of: WireOutcome.self)
         let request = WireClientHandler.Request(sql: sql, declaredTypes: declaredTypes, query: query, rowLimit: rowLimit, promise: promise)
         if loop.inEventLoop {
-            handler.enqueue(request)
+            handler.enqueue(.single(request))
         } else {
-            loop.execute { [handler] in handler.enqueue(request) }
+            loop.execute { [handler] in handler.enqueue(.single(request)) }
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// Runs `statements` as one pipeline: each is prepared first if this connection has not
+    /// prepared it yet (a round trip each, once), then every Bind/Execute goes out in one write
+    /// with one Sync and is answered in one read. They run in one implicit transaction unless
+    /// they open their own: the first error stops the rest, and nothing of the pipeline
+    /// commits. Throws `PipelineStateMachine.Failure` (which statement, and why),
+    /// `ParametersDoNotFit` (with its index), or `WireError` if the connection broke. A cached
+    /// plan the server no longer has or can use (26000, 0A000) is prepared again and the whole
+    /// pipeline sent once more.
+    package func runPipeline(_ statements: [WireStatement]) async throws -> [WireOutcome] {
+        guard !statements.isEmpty else { return [] }
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: [WireOutcome].self)
+        let pipeline = WireClientHandler.Pipeline(statements: statements, promise: promise)
+        if loop.inEventLoop {
+            handler.enqueue(.pipeline(pipeline))
+        } else {
+            loop.execute { [handler] in handler.enqueue(.pipeline(pipeline)) }
         }
         return try await promise.futureResult.get()
     }
@@ -252,8 +288,32 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         var promise: EventLoopPromise<WireOutcome>
 
         /// The statement cache's key: the same SQL with other declared types is another statement.
-        var key: String {
+        var key: String { Self.key(sql, declaredTypes) }
+
+        static func key(_ sql: String, _ declaredTypes: [UInt32]) -> String {
             declaredTypes.allSatisfy({ $0 == 0 }) ? sql : sql + "\u{0}" + declaredTypes.map(String.init).joined(separator: ",")
+        }
+    }
+
+    struct Pipeline {
+        var statements: [WireStatement]
+        var promise: EventLoopPromise<[WireOutcome]>
+        var retried = false
+
+        func key(_ index: Int) -> String {
+            Request.key(statements[index].sql, statements[index].declaredTypes)
+        }
+    }
+
+    enum Pending {
+        case single(Request)
+        case pipeline(Pipeline)
+
+        func fail(_ error: any Error) {
+            switch self {
+            case .single(let request): request.promise.fail(error)
+            case .pipeline(let pipeline): pipeline.promise.fail(error)
+            }
         }
     }
 
@@ -266,15 +326,31 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         var entry: StatementCache.Entry?
     }
 
+    /// A pipeline's statement being prepared (Parse, Describe, Sync) before the pipeline goes out.
+    private struct PreparingPipeline {
+        var pipeline: Pipeline
+        var index: Int
+        var name: String
+        var machine: QueryStateMachine
+    }
+
+    private struct RunningPipeline {
+        var pipeline: Pipeline
+        var entries: [StatementCache.Entry]
+        var machine: PipelineStateMachine
+    }
+
     private enum State {
         case starting(StartupStateMachine)
         case ready
         case running(Running)
+        case preparingPipeline(PreparingPipeline)
+        case pipelining(RunningPipeline)
         case closed(any Error)
     }
 
     private var state: State
-    private var queue = Deque<Request>()
+    private var queue = Deque<Pending>()
     private var decoder = BackendMessageDecoder()
     /// Bytes of a message not whole yet.
     private var partial: ByteBuffer?
@@ -366,6 +442,38 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             state = .running(running)
             handle(action, running, context: context)
+        case .preparingPipeline(var preparing):
+            let action = preparing.machine.received(message)
+            state = .preparingPipeline(preparing)
+            switch action {
+            case .none, .notification, .row: break
+            case .notice(let fields): onNotice?(fields)
+            case .parameterChanged(let name, _): observed.noteSessionChange("it changed \(name)")
+            case .write(let buffer): context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            case .fail(let error): fail(error, context: context)
+            case .done(let outcome, let status):
+                observed.state.withLock { $0.status = status }
+                state = .ready
+                preparedForPipeline(preparing, outcome, context: context)
+            }
+        case .pipelining(var running):
+            let action = running.machine.received(message)
+            if case .row(let index, let row) = action {
+                running.pipeline.statements[index].query.row(row)
+                return
+            }
+            state = .pipelining(running)
+            switch action {
+            case .none, .row: break
+            case .notice(let fields): onNotice?(fields)
+            case .parameterChanged(let name, _): observed.noteSessionChange("it changed \(name)")
+            case .write(let buffer): context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            case .fail(let error): fail(error, context: context)
+            case .done(let outcome, let status):
+                observed.state.withLock { $0.status = status }
+                state = .ready
+                pipelineDone(running, outcome, status: status, context: context)
+            }
         case .ready:
             switch message {
             case .noticeResponse(let fields): onNotice?(fields)
@@ -441,24 +549,120 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// Takes a request; runs it now if the connection is ready, else after the ones before it.
-    func enqueue(_ request: Request) {
+    func enqueue(_ pending: Pending) {
         switch state {
         case .closed(let error):
-            request.promise.fail(error)
+            pending.fail(error)
         case .ready:
             guard let context else {
-                request.promise.fail(WireError("the connection is not set up"))
+                pending.fail(WireError("the connection is not set up"))
                 return
             }
-            send(request, retried: false, context: context)
-        case .starting, .running:
-            queue.append(request)
+            start(pending, context: context)
+        case .starting, .running, .preparingPipeline, .pipelining:
+            queue.append(pending)
         }
     }
 
     private func next(context: ChannelHandlerContext) {
-        guard case .ready = state, let request = queue.popFirst() else { return }
-        send(request, retried: false, context: context)
+        guard case .ready = state, let pending = queue.popFirst() else { return }
+        start(pending, context: context)
+    }
+
+    private func start(_ pending: Pending, context: ChannelHandlerContext) {
+        switch pending {
+        case .single(let request): send(request, retried: false, context: context)
+        case .pipeline(let pipeline): send(pipeline, context: context)
+        }
+    }
+
+    // MARK: Pipelines
+
+    /// Prepares the first statement not cached yet; once all are, sends every Bind/Execute and one
+    /// Sync in one write.
+    private func send(_ pipeline: Pipeline, context: ChannelHandlerContext) {
+        for index in pipeline.statements.indices where statements.lookUp(pipeline.key(index)) == nil {
+            var buffer = context.channel.allocator.buffer(capacity: 64 + pipeline.statements[index].sql.utf8.count)
+            for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
+            let name = statements.newName()
+            Frontend.parse(
+                statement: name, sql: pipeline.statements[index].sql, parameterTypes: pipeline.statements[index].declaredTypes,
+                into: &buffer)
+            Frontend.describe(statement: name, into: &buffer)
+            Frontend.sync(into: &buffer)
+            state = .preparingPipeline(PreparingPipeline(pipeline: pipeline, index: index, name: name, machine: QueryStateMachine()))
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            return
+        }
+        let entries = pipeline.statements.indices.compactMap { statements.lookUp(pipeline.key($0)) }
+        guard entries.count == pipeline.statements.count else {
+            pipeline.promise.fail(WireError("a pipeline of \(pipeline.statements.count) statements does not fit the statement cache"))
+            next(context: context)
+            return
+        }
+        var buffer = context.channel.allocator.buffer(capacity: 64 * pipeline.statements.count)
+        for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
+        for (index, entry) in entries.enumerated() {
+            guard let binding = pipeline.statements[index].query.bind(parameterTypes: entry.parameterTypes, columns: entry.columns)
+            else {
+                pipeline.promise.fail(ParametersDoNotFit(parameterTypes: entry.parameterTypes, index: index))
+                next(context: context)
+                return
+            }
+            Frontend.bind(statement: entry.name, parameters: binding.parameters, binaryResults: binding.binaryResults, into: &buffer)
+            Frontend.execute(maxRows: 0, into: &buffer)
+        }
+        Frontend.sync(into: &buffer)
+        let machine = PipelineStateMachine(count: entries.count)
+        state = .pipelining(RunningPipeline(pipeline: pipeline, entries: entries, machine: machine))
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func preparedForPipeline(
+        _ preparing: PreparingPipeline, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>,
+        context: ChannelHandlerContext
+    ) {
+        switch outcome {
+        case .success(let result):
+            let entry = StatementCache.Entry(name: preparing.name, parameterTypes: result.parameterTypes ?? [], columns: result.columns)
+            statements.store(preparing.pipeline.key(preparing.index), entry)
+            send(preparing.pipeline, context: context)
+        case .failure(let failure):
+            statements.discard(name: preparing.name)
+            preparing.pipeline.promise.fail(PipelineStateMachine.Failure(index: preparing.index, failure: failure))
+            next(context: context)
+        }
+    }
+
+    private func pipelineDone(
+        _ running: RunningPipeline, _ outcome: Result<[String], PipelineStateMachine.Failure>, status: BackendMessage.TransactionStatus,
+        context: ChannelHandlerContext
+    ) {
+        switch outcome {
+        case .success(let tags):
+            for tag in tags {
+                if let why = SessionChange.reason(tag: tag) { observed.noteSessionChange(why) }
+                if tag == "DISCARD ALL" || tag == "DEALLOCATE ALL" { statements.forgetAll() }
+            }
+            let outcomes = zip(running.entries, tags).map { entry, tag in
+                WireOutcome(columns: entry.columns, parameterTypes: entry.parameterTypes, tag: tag)
+            }
+            running.pipeline.promise.succeed(outcomes)
+        case .failure(let failure):
+            if case .server(let fields) = failure.failure, !running.pipeline.retried, ["26000", "0A000"].contains(fields.sqlState),
+                status != .failedTransaction
+            {
+                // The implicit transaction was rolled back: prepare that statement again and send it all once more.
+                statements.forget(running.pipeline.key(failure.index))
+                statements.discard(name: running.entries[failure.index].name)
+                var again = running.pipeline
+                again.retried = true
+                send(again, context: context)
+                return
+            }
+            running.pipeline.promise.fail(failure)
+        }
+        next(context: context)
     }
 
     /// A cached statement is bound at once; another is prepared first: Parse, Describe, Sync.
@@ -511,9 +715,11 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         switch previous {
         case .starting: ready.fail(error)
         case .running(let running): running.request.promise.fail(error)
+        case .preparingPipeline(let preparing): preparing.pipeline.promise.fail(error)
+        case .pipelining(let running): running.pipeline.promise.fail(error)
         case .ready, .closed: break
         }
-        while let request = queue.popFirst() { request.promise.fail(error) }
+        while let pending = queue.popFirst() { pending.fail(error) }
         if case .closed = previous { return }
         context.close(promise: nil)
     }
