@@ -17,6 +17,7 @@ package struct PipelineStateMachine: Sendable {
         /// Send this (CopyFail).
         case write(ByteBuffer)
         case notice(BackendMessage.ServerFields)
+        case notification(channel: String, payload: String)
         case parameterChanged(name: String, value: String)
         /// A row of the statement at `index`.
         case row(index: Int, BackendMessage.DataRow)
@@ -45,8 +46,8 @@ package struct PipelineStateMachine: Sendable {
         switch message {
         case .noticeResponse(let fields):
             return .notice(fields)
-        case .notificationResponse:
-            return .none
+        case .notificationResponse(_, let channel, let payload):
+            return .notification(channel: channel, payload: payload)
         case .parameterStatus(let name, let value):
             return .parameterChanged(name: name, value: value)
         case .readyForQuery(let status):

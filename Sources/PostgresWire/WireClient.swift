@@ -358,6 +358,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private var context: ChannelHandlerContext?
     private let observed: WireClient.Observed
     private let onNotice: (@Sendable (BackendMessage.ServerFields) -> Void)?
+    private let onNotification: (@Sendable (String, String) -> Void)?
     private let tlsSettled: EventLoopFuture<Void>
     private let ready: EventLoopPromise<(BackendMessage.BackendKey?, [String: String])>
 
@@ -368,6 +369,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         self.state = .starting(StartupStateMachine(configuration))
         self.observed = observed
         self.onNotice = configuration.onNotice
+        self.onNotification = configuration.onNotification
         self.tlsSettled = tlsSettled
         self.ready = ready
     }
@@ -446,7 +448,8 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             let action = preparing.machine.received(message)
             state = .preparingPipeline(preparing)
             switch action {
-            case .none, .notification, .row: break
+            case .none, .row: break
+            case .notification(let channel, let payload): onNotification?(channel, payload)
             case .notice(let fields): onNotice?(fields)
             case .parameterChanged(let name, _): observed.noteSessionChange("it changed \(name)")
             case .write(let buffer): context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
@@ -465,6 +468,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             state = .pipelining(running)
             switch action {
             case .none, .row: break
+            case .notification(let channel, let payload): onNotification?(channel, payload)
             case .notice(let fields): onNotice?(fields)
             case .parameterChanged(let name, _): observed.noteSessionChange("it changed \(name)")
             case .write(let buffer): context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
@@ -478,7 +482,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             switch message {
             case .noticeResponse(let fields): onNotice?(fields)
             case .parameterStatus(let name, _): observed.noteSessionChange("it changed \(name)")
-            case .notificationResponse: break  // between queries: nothing waits on it
+            case .notificationResponse(_, let channel, let payload): onNotification?(channel, payload)
             default: fail(WireError("\(message) with no query running"), context: context)
             }
         case .closed:
@@ -488,8 +492,10 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func handle(_ action: QueryStateMachine.Action, _ running: Running, context: ChannelHandlerContext) {
         switch action {
-        case .none, .notification, .row:
+        case .none, .row:
             break
+        case .notification(let channel, let payload):
+            onNotification?(channel, payload)
         case .notice(let fields):
             onNotice?(fields)
         case .parameterChanged(let name, _):

@@ -34,6 +34,9 @@ package final class WireConnection: Sendable {
         package var connectTimeout: Duration?
         /// Called on the event loop with each NoticeResponse (`WireClient` only).
         package var onNotice: (@Sendable (BackendMessage.ServerFields) -> Void)?
+        /// Called on the event loop with each NotificationResponse (channel, payload) of a
+        /// `LISTEN` on this connection, whenever it arrives (`WireClient` only).
+        package var onNotification: (@Sendable (String, String) -> Void)?
 
         package init(address: Address, user: String, database: String, password: String?) {
             self.address = address

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import PostgresWire
+import Synchronization
 import Testing
 
 /// Issue 16's client against the throwaway clusters: nested in `PostgresTests`, which is
@@ -456,6 +457,26 @@ extension PostgresTests {
                 _ = try await client.runPipeline([WireStatement("SELECT 1", one)])
                 #expect(one.rows == [["1"]])
             }
+        }
+
+        /// What a LISTEN connection needs (issue 18's wake-ups): notifications handed out whenever
+        /// they arrive, between queries as during them.
+        @Test func notificationsAreHandedOutBetweenAndDuringQueries() async throws {
+            let (_, password) = try PG.require()
+            var configuration = try WireConnectionTests.tcp(password: password)
+            let received = Mutex<[String]>([])
+            configuration.onNotification = { channel, payload in received.withLock { $0.append("\(channel):\(payload)") } }
+            try await WireClientTests.withClient(configuration) { client in
+                _ = try await client.execute("LISTEN wire_chan")
+                try PG.psql("NOTIFY wire_chan, 'between'")  // the connection is idle: sent at once
+                for _ in 0..<100 where !received.withLock({ $0.contains("wire_chan:between") }) {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                _ = try await client.runPipeline([WireStatement("SELECT pg_notify('wire_chan', 'during')", KeptRows())])
+            }
+            let all = received.withLock { $0 }
+            #expect(all.contains("wire_chan:between"), "\(all)")
+            #expect(all.contains("wire_chan:during"), "\(all)")
         }
 
         @Test func aStatementTheServerDroppedIsPreparedAgainAndThePipelineSentOnceMore() async throws {
