@@ -35,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
     ],
     targets: [
+        // Durable queues on PostgreSQL (issue 18, docs/QUEUES.md): so far the store's schema.
+        .target(name: "DurableQueues", dependencies: ["PostgresWire", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: strict),
         // The version and the git commit, embedded at build time (Plugins/BuildInfoPlugin).
         .target(name: "BuildInfo", swiftSettings: strict, plugins: ["BuildInfoPlugin"]),
         .plugin(name: "BuildInfoPlugin", capability: .buildTool()),
@@ -298,7 +300,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "ControlClient", "ControlProtocol", "PostgresWire",
+                "ControlClient", "ControlProtocol", "PostgresWire", "DurableQueues",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
