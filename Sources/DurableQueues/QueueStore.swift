@@ -1,0 +1,202 @@
+import NIOCore
+import PostgresWire
+
+/// The durable queues' operations on their store (issue 18, docs/QUEUES.md), each one statement
+/// or one pipeline on a `WireClient`. The runner, the protocol ops and housekeeping are built on
+/// these; every change to a running job is fenced on its attempt and its host's lease epoch.
+package struct QueueStore: Sendable {
+    /// The schema, quoted.
+    let s: String
+
+    package init(schema: String) {
+        s = QueueSchema.quoted(schema)
+    }
+
+    /// A job to enqueue. JSON values are given as their text.
+    package struct NewJob: Sendable {
+        package var queue: String
+        package var params: String?
+        package var input: String?
+        /// RFC 3339; nil: now.
+        package var runAt: String?
+        package var priority = 0
+        package var uniqueKey: String?
+        package var maxAttempts = 20
+        package var submitter: Int?
+
+        package init(queue: String, params: String? = nil, input: String? = nil, runAt: String? = nil, uniqueKey: String? = nil) {
+            self.queue = queue
+            self.params = params
+            self.input = input
+            self.runAt = runAt
+            self.uniqueKey = uniqueKey
+        }
+    }
+
+    /// A job a host took.
+    package struct Taken: Sendable, Equatable {
+        package var id: Int64
+        package var attempt: Int
+        package var maxAttempts: Int
+        package var params: String?
+        package var input: String?
+    }
+
+    /// Enqueues `jobs` in one transaction (one pipeline); their ids in order. A job whose
+    /// `uniqueKey` an unfinished job of its queue already has answers that job's id.
+    package func enqueue(_ jobs: [NewJob], on client: WireClient) async throws -> [Int64] {
+        let insert = """
+            INSERT INTO \(s).jobs (queue, params, input, run_at, state, priority, unique_key, max_attempts, submitter_uid)
+            VALUES ($1, $2::jsonb, $3::jsonb, COALESCE($4::timestamptz, now()),
+                    CASE WHEN $4::timestamptz > now() THEN 'scheduled' ELSE 'available' END, $5::smallint, $6, $7::int, $8::bigint)
+            ON CONFLICT (queue, unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'discarded', 'cancelled')
+            DO UPDATE SET unique_key = EXCLUDED.unique_key
+            RETURNING id
+            """
+        let rows = jobs.map { job in
+            TextRows([
+                job.queue, job.params, job.input, job.runAt, String(job.priority), job.uniqueKey, String(job.maxAttempts),
+                job.submitter.map(String.init),
+            ])
+        }
+        _ = try await client.runPipeline(rows.map { WireStatement(insert, $0) })
+        return try rows.map { rows in
+            guard let id = rows.rows.first?.first.flatMap({ $0 }).flatMap(Int64.init) else { throw StoreError("an INSERT returned no id") }
+            return id
+        }
+    }
+
+    /// Takes up to `demand` jobs of `queue` that may run now, in priority, run_at, id order, for
+    /// the host holding lease `epoch`; jobs other hosts are taking are skipped, not waited for.
+    package func fetch(queue: String, demand: Int, epoch: Int64, on client: WireClient) async throws -> [Taken] {
+        let rows = TextRows([queue, String(demand), String(epoch)])
+        _ = try await client.run(
+            """
+            WITH picked AS (
+                SELECT id FROM \(s).jobs
+                WHERE queue = $1 AND state IN ('available', 'scheduled', 'retryable') AND run_at <= now()
+                ORDER BY priority, run_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED)
+            UPDATE \(s).jobs j SET state = 'running', attempt = j.attempt + 1, lease = $3::bigint, attempted_at = now()
+            FROM picked WHERE j.id = picked.id
+            RETURNING j.id, j.attempt, j.max_attempts, j.params::text, j.input::text
+            """, rows)
+        return try rows.rows.map { row in
+            guard row.count == 5, let id = row[0].flatMap({ Int64($0) }), let attempt = row[1].flatMap({ Int($0) }),
+                let max = row[2].flatMap({ Int($0) })
+            else { throw StoreError("a fetched job's row is malformed") }
+            return Taken(id: id, attempt: attempt, maxAttempts: max, params: row[3], input: row[4])
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// Records a failed attempt: retryable after the backoff (attempt⁴ s, at most an hour, ±10%),
+    /// or discarded after `max_attempts`, its error kept either way. False when the attempt was
+    /// no longer this lease's (rescued, cancelled or handed back meanwhile): nothing changed.
+    package func fail(job: Int64, attempt: Int, epoch: Int64, error: String, on client: WireClient) async throws -> Bool {
+        let outcome = try await client.run(
+            """
+            UPDATE \(s).jobs SET
+                state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
+                errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempt, 'at', now(), 'error', $4::text)),
+                run_at = CASE WHEN attempt >= max_attempts THEN run_at
+                    ELSE now() + make_interval(secs => least(power(attempt, 4), 3600) * (0.9 + random() * 0.2)) END,
+                finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
+                lease = NULL
+            WHERE id = $1::bigint AND state = 'running' AND attempt = $2::int AND lease = $3::bigint
+            """, TextRows([String(job), String(attempt), String(epoch), error]))
+        return outcome.tag == "UPDATE 1"
+    }
+
+    // MARK: Host leases
+
+    /// A new lease for this host, valid for `seconds`; its epoch fences every job it takes.
+    package func register(host: String, pid: Int, seconds: Int, on client: WireClient) async throws -> Int64 {
+        let rows = TextRows([host, String(pid), String(seconds)])
+        _ = try await client.run(
+            "INSERT INTO \(s).hosts (host, pid, expires_at) VALUES ($1, $2::int, now() + make_interval(secs => $3::int)) RETURNING epoch",
+            rows)
+        guard let epoch = rows.rows.first?.first.flatMap({ $0 }).flatMap(Int64.init) else { throw StoreError("no epoch returned") }
+        return epoch
+    }
+
+    /// Extends the lease; false when it is gone (another host found it expired and rescued its
+    /// jobs): the host must stop working under it and register again.
+    package func renew(epoch: Int64, seconds: Int, on client: WireClient) async throws -> Bool {
+        let outcome = try await client.run(
+            "UPDATE \(s).hosts SET expires_at = now() + make_interval(secs => $2::int) WHERE epoch = $1::bigint",
+            TextRows([String(epoch), String(seconds)]))
+        return outcome.tag == "UPDATE 1"
+    }
+
+    /// Running jobs whose lease is no longer alive (expired, or gone) become retryable at once,
+    /// their attempt counted (discarded if it was the last); expired leases are deleted. The
+    /// number of jobs rescued.
+    package func rescue(on client: WireClient) async throws -> Int {
+        let outcomes = try await client.runPipeline([
+            WireStatement(
+                """
+                UPDATE \(s).jobs j SET
+                    state = CASE WHEN attempt >= max_attempts THEN 'discarded' ELSE 'retryable' END,
+                    errors = errors || jsonb_build_array(jsonb_build_object(
+                        'attempt', attempt, 'at', now(), 'error', 'its host stopped renewing its lease')),
+                    finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
+                    run_at = now(), lease = NULL
+                WHERE state = 'running'
+                  AND NOT EXISTS (SELECT 1 FROM \(s).hosts h WHERE h.epoch = j.lease AND h.expires_at >= now())
+                """, TextRows([])),
+            WireStatement("DELETE FROM \(s).hosts WHERE expires_at < now()", TextRows([])),
+        ])
+        return Self.count(outcomes.first?.tag)
+    }
+
+    /// A stopping host's unfinished jobs back to available at once, without counting the
+    /// attempt, and its lease deleted. The number of jobs handed back.
+    package func handBack(epoch: Int64, on client: WireClient) async throws -> Int {
+        let outcomes = try await client.runPipeline([
+            WireStatement(
+                "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL WHERE lease = $1::bigint AND state = 'running'",
+                TextRows([String(epoch)])),
+            WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextRows([String(epoch)])),
+        ])
+        return Self.count(outcomes.first?.tag)
+    }
+
+    /// Deletes at most `batch` finished jobs older than `seconds`; how many it deleted.
+    package func deleteFinished(olderThan seconds: Int, batch: Int, on client: WireClient) async throws -> Int {
+        let outcome = try await client.run(
+            """
+            DELETE FROM \(s).jobs WHERE id IN (
+                SELECT id FROM \(s).jobs WHERE state IN ('completed', 'discarded', 'cancelled')
+                  AND finished_at < now() - make_interval(secs => $1::int) LIMIT $2::int)
+            """, TextRows([String(seconds), String(batch)]))
+        return Self.count(outcome.tag)
+    }
+
+    /// The row count of a tag (`UPDATE 3`, `DELETE 0`).
+    static func count(_ tag: String?) -> Int {
+        tag.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } } ?? 0
+    }
+}
+
+package struct StoreError: Error, Sendable, CustomStringConvertible {
+    package var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Params as text (nil: NULL), rows kept as text: the store's statements are few and small.
+final class TextRows: WireQuery, @unchecked Sendable {
+    let parameters: [Frontend.Parameter]
+    private(set) var rows: [[String?]] = []
+
+    init(_ values: [String?]) {
+        parameters = values.map { Frontend.Parameter(bytes: $0.map { Array($0.utf8) }, binary: false) }
+    }
+
+    func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding? {
+        rows = []
+        return parameters.count == parameterTypes.count ? WireBinding(parameters: parameters, binaryResults: []) : nil
+    }
+
+    func row(_ row: BackendMessage.DataRow) {
+        rows.append(row.columns.map { $0.map { String(buffer: $0) } })
+    }
+}
