@@ -153,7 +153,8 @@ package struct QueueStore: Sendable {
     package func handBack(epoch: Int64, on client: WireClient) async throws -> Int {
         let outcomes = try await client.runPipeline([
             WireStatement(
-                "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL WHERE lease = $1::bigint AND state = 'running'",
+                "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL "
+                    + "WHERE lease = $1::bigint AND state = 'running'",
                 TextRows([String(epoch)])),
             WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextRows([String(epoch)])),
         ])
