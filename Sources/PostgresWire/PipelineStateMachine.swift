@@ -6,7 +6,9 @@ import NIOCore
 /// own): after an error the server skips the rest up to the Sync, and nothing of the pipeline
 /// commits. Row limits are not used here (each Execute asks for every row).
 package struct PipelineStateMachine: Sendable {
-    /// Why a pipeline failed: the statement at `index`, and what went wrong with it.
+    /// Why a pipeline failed: the statement at `index`, and what went wrong with it. An index
+    /// equal to the number of statements is the implicit transaction's commit (a deferred
+    /// constraint, say): every statement had completed.
     package struct Failure: Error, Sendable, Equatable {
         package var index: Int
         package var failure: QueryStateMachine.Failure

@@ -656,7 +656,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             running.pipeline.promise.succeed(outcomes)
         case .failure(let failure):
             if case .server(let fields) = failure.failure, !running.pipeline.retried, ["26000", "0A000"].contains(fields.sqlState),
-                status != .failedTransaction
+                status != .failedTransaction, running.entries.indices.contains(failure.index)
             {
                 // The implicit transaction was rolled back: prepare that statement again and send it all once more.
                 statements.forget(running.pipeline.key(failure.index))

@@ -2,7 +2,7 @@ import NIOCore
 
 /// The entry point of `FuzzPostgresMessages` (Fuzz/) and of its corpus replay in `make test`:
 /// arbitrary bytes as a server's stream, through the framing, the message decoder, the query
-/// state machine and the SCRAM client. Any input must end in a message, a `WireError` or a
+/// and pipeline state machines and the SCRAM client. Any input must end in a message, a `WireError` or a
 /// state machine's answer; a crash, a trap or a sanitizer report is a bug.
 public enum WireFuzzing {
     /// What the bytes came to, for the corpus replay to check.
@@ -24,6 +24,9 @@ public enum WireFuzzing {
         let split = bytes.isEmpty ? 0 : Int(first) % (bytes.count + 1)
         var decoder = BackendMessageDecoder(maxMessageLength: 1 << 16)
         var machine = QueryStateMachine(rowLimit: Int32(first % 4))
+        // The same stream as a pipeline's answer, beside it (it does not change the outcome).
+        let statements = 1 + Int(first % 3)
+        var pipeline = PipelineStateMachine(count: statements)
         var buffer = ByteBuffer()
         for part in [bytes.prefix(split), bytes.dropFirst(split)] {
             buffer.writeBytes(part)
@@ -39,9 +42,31 @@ public enum WireFuzzing {
                 guard let message else { break }
                 outcome.messages += 1
                 feed(message, to: &machine, &outcome)
+                feed(message, to: &pipeline, statements: statements)
             }
         }
         return outcome
+    }
+
+    /// A pipeline answers at most once per ReadyForQuery, and hands out rows only of the
+    /// statements it has.
+    private static func feed(_ message: BackendMessage, to machine: inout PipelineStateMachine, statements: Int) {
+        let wasDone = machine.isDone
+        switch machine.received(message) {
+        case .fail:
+            machine = PipelineStateMachine(count: statements)
+        case .done(let outcome, _):
+            precondition(!wasDone, "a pipeline answered twice")
+            if case .success(let tags) = outcome { precondition(tags.count == statements, "tags for \(tags.count) of \(statements)") }
+            if case .failure(let failure) = outcome { precondition(failure.index <= statements, "a failure past the commit") }
+            machine = PipelineStateMachine(count: statements)
+        case .row(let index, _):
+            precondition(index < statements, "a row of statement \(index) of \(statements)")
+        case .write(let bytes):
+            precondition(bytes.readableBytes > 0)
+        case .none, .notice, .notification, .parameterChanged:
+            break
+        }
     }
 
     private static func feed(_ message: BackendMessage, to machine: inout QueryStateMachine, _ outcome: inout Outcome) {

@@ -43,6 +43,13 @@ struct PipelineStateMachineTests {
         #expect(machine.received(.readyForQuery(.idle)) == .done(.failure(.init(index: 1, failure: .server(error))), .idle))
     }
 
+    @Test func anErrorAfterTheLastStatementIsTheCommits() {
+        var machine = PipelineStateMachine(count: 1)
+        let deferred = BackendMessage.ServerFields([UInt8(ascii: "C"): "23503", UInt8(ascii: "M"): "deferred"])
+        _ = Self.feed(&machine, [.bindComplete, .commandComplete(tag: "INSERT 0 1"), .errorResponse(deferred)])
+        #expect(machine.received(.readyForQuery(.idle)) == .done(.failure(.init(index: 1, failure: .server(deferred))), .idle))
+    }
+
     @Test func fewerOrMoreAnswersThanStatementsBreakTheProtocol() {
         var short = PipelineStateMachine(count: 2)
         _ = short.received(.commandComplete(tag: "SELECT 1"))
