@@ -297,8 +297,10 @@ package struct ServerError {
 }
 
 /// The server's notices (a `RAISE NOTICE`, a warning), logged with the pool's name: at most a
-/// burst of 20 and then 2 a second, as a job can cause them at will.
+/// burst of 20 and then 2 a second, as a job can cause them at will, and each text cut at
+/// `maxText` characters (a notice may carry megabytes).
 final class NoticeLog: Sendable {
+    static let maxText = 2000
     private let logger: Logger
     private let budget = Mutex(LogBudget(burst: 20, perSecond: 2))
 
@@ -311,7 +313,13 @@ final class NoticeLog: Sendable {
         guard allowed else { return }
         var metadata: Logger.Metadata = ["severity": "\(fields.severity)", "sqlstate": "\(fields.sqlState)"]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
-        if let detail = fields.detail { metadata["detail"] = "\(detail)" }
-        logger.notice("server notice: \(fields.message)", metadata: metadata)
+        if let detail = fields.detail { metadata["detail"] = "\(Self.cut(detail))" }
+        logger.notice("server notice: \(Self.cut(fields.message))", metadata: metadata)
+    }
+
+    /// `text` up to `maxText` characters, with how much was left out.
+    static func cut(_ text: String) -> String {
+        guard text.utf8.count > maxText else { return text }
+        return String(text.prefix(maxText)) + "… (\(text.utf8.count) bytes in all)"
     }
 }

@@ -16,6 +16,12 @@ extension PostgresTests {
         // A notice in the middle of a query: the job goes on, and the notice is logged.
         #expect(try daemon.sql("SELECT wire_noisy() AS n").rows == [[.int(7)]])
         #expect(waitUntil(.seconds(5)) { daemon.log.contains("wire_noisy says hello") }, "the notice was not logged")
+        // A notice of a megabyte is logged cut, not whole (before the flood uses up the budget).
+        let before = daemon.log.utf8.count
+        #expect(try daemon.sql("DO $$ BEGIN RAISE NOTICE 'wire_long %', repeat('x', 1000000); END $$").ok)
+        #expect(waitUntil(.seconds(5)) { daemon.log.contains("bytes in all") }, "the long notice was not logged cut")
+        #expect(daemon.log.utf8.count - before < 100_000, "the log grew by \(daemon.log.utf8.count - before) bytes")
+
         // A flood of notices is logged at a bounded rate.
         let flood = try daemon.sql("DO $$ BEGIN FOR i IN 1..500 LOOP RAISE NOTICE 'wire flood %', i; END LOOP; END $$")
         #expect(flood.ok, "\(flood)")

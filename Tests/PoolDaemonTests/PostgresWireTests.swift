@@ -40,6 +40,14 @@ struct PostgresWireTests {
         #expect(bound[6].bytes == nil)
     }
 
+    @Test func aLongNoticeIsCutBeforeItIsLogged() {
+        #expect(NoticeLog.cut("short") == "short")
+        let long = NoticeLog.cut(String(repeating: "é", count: 5000))
+        #expect(long.hasPrefix(String(repeating: "é", count: NoticeLog.maxText)))
+        #expect(long.hasSuffix("… (10000 bytes in all)"))
+        #expect(long.count == NoticeLog.maxText + "… (10000 bytes in all)".count)
+    }
+
     @Test func malformedValuesFallBackInsteadOfCrashing() {
         // An int4 with 3 bytes, a numeric with a digit out of range, an array with a huge count.
         #expect(PostgresValues.decode(oid: 23, bytes: ByteBuffer(bytes: [1, 2, 3])) == .blob([1, 2, 3]))
