@@ -282,9 +282,11 @@ package struct ServerError {
             return nil
         }
         sqlState = fields.sqlState
-        message = fields.message.isEmpty ? "unknown server error" : fields.message
-        detail = fields.detail
-        hint = fields.hint
+        // Cut as notices are: a statement may raise an error of megabytes, which would reach the
+        // client's reply and the log whole.
+        message = fields.message.isEmpty ? "unknown server error" : NoticeLog.cut(fields.message)
+        detail = fields.detail.map(NoticeLog.cut)
+        hint = fields.hint.map(NoticeLog.cut)
     }
 
     /// The message, with the detail and hint when the server gave them.

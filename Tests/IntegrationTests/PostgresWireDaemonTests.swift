@@ -22,6 +22,11 @@ extension PostgresTests {
         #expect(waitUntil(.seconds(5)) { daemon.log.contains("bytes in all") }, "the long notice was not logged cut")
         #expect(daemon.log.utf8.count - before < 100_000, "the log grew by \(daemon.log.utf8.count - before) bytes")
 
+        // So is an error of a megabyte, in the reply.
+        let huge = try daemon.sql("DO $$ BEGIN RAISE EXCEPTION 'wire_huge %', repeat('y', 1000000); END $$")
+        #expect(huge.errorCode == "sql_error")
+        #expect((huge.errorMessage?.utf8.count ?? 0) < 10_000 && huge.errorMessage?.hasSuffix("bytes in all)") == true)
+
         // A flood of notices is logged at a bounded rate.
         let flood = try daemon.sql("DO $$ BEGIN FOR i IN 1..500 LOOP RAISE NOTICE 'wire flood %', i; END LOOP; END $$")
         #expect(flood.ok, "\(flood)")
