@@ -1,4 +1,3 @@
-import NIOCore
 import PostgresWire
 
 /// The durable queues' operations on their store (issue 18, docs/QUEUES.md), each one statement
@@ -54,7 +53,7 @@ package struct QueueStore: Sendable {
             RETURNING id
             """
         let rows = jobs.map { job in
-            TextRows([
+            TextQuery([
                 job.queue, job.params, job.input, job.runAt, String(job.priority), job.uniqueKey, String(job.maxAttempts),
                 job.submitter.map(String.init),
             ])
@@ -69,7 +68,7 @@ package struct QueueStore: Sendable {
     /// Takes up to `demand` jobs of `queue` that may run now, in priority, run_at, id order, for
     /// the host holding lease `epoch`; jobs other hosts are taking are skipped, not waited for.
     package func fetch(queue: String, demand: Int, epoch: Int64, on client: WireClient) async throws -> [Taken] {
-        let rows = TextRows([queue, String(demand), String(epoch)])
+        let rows = TextQuery([queue, String(demand), String(epoch)])
         _ = try await client.run(
             """
             WITH picked AS (
@@ -102,7 +101,7 @@ package struct QueueStore: Sendable {
                 finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
                 lease = NULL
             WHERE id = $1::bigint AND state = 'running' AND attempt = $2::int AND lease = $3::bigint
-            """, TextRows([String(job), String(attempt), String(epoch), error]))
+            """, TextQuery([String(job), String(attempt), String(epoch), error]))
         return outcome.tag == "UPDATE 1"
     }
 
@@ -110,7 +109,7 @@ package struct QueueStore: Sendable {
 
     /// A new lease for this host, valid for `seconds`; its epoch fences every job it takes.
     package func register(host: String, pid: Int, seconds: Int, on client: WireClient) async throws -> Int64 {
-        let rows = TextRows([host, String(pid), String(seconds)])
+        let rows = TextQuery([host, String(pid), String(seconds)])
         _ = try await client.run(
             "INSERT INTO \(s).hosts (host, pid, expires_at) VALUES ($1, $2::int, now() + make_interval(secs => $3::int)) RETURNING epoch",
             rows)
@@ -123,7 +122,7 @@ package struct QueueStore: Sendable {
     package func renew(epoch: Int64, seconds: Int, on client: WireClient) async throws -> Bool {
         let outcome = try await client.run(
             "UPDATE \(s).hosts SET expires_at = now() + make_interval(secs => $2::int) WHERE epoch = $1::bigint",
-            TextRows([String(epoch), String(seconds)]))
+            TextQuery([String(epoch), String(seconds)]))
         return outcome.tag == "UPDATE 1"
     }
 
@@ -142,8 +141,8 @@ package struct QueueStore: Sendable {
                     run_at = now(), lease = NULL
                 WHERE state = 'running'
                   AND NOT EXISTS (SELECT 1 FROM \(s).hosts h WHERE h.epoch = j.lease AND h.expires_at >= now())
-                """, TextRows([])),
-            WireStatement("DELETE FROM \(s).hosts WHERE expires_at < now()", TextRows([])),
+                """, TextQuery([])),
+            WireStatement("DELETE FROM \(s).hosts WHERE expires_at < now()", TextQuery([])),
         ])
         return Self.count(outcomes.first?.tag)
     }
@@ -155,8 +154,8 @@ package struct QueueStore: Sendable {
             WireStatement(
                 "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL "
                     + "WHERE lease = $1::bigint AND state = 'running'",
-                TextRows([String(epoch)])),
-            WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextRows([String(epoch)])),
+                TextQuery([String(epoch)])),
+            WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextQuery([String(epoch)])),
         ])
         return Self.count(outcomes.first?.tag)
     }
@@ -168,7 +167,7 @@ package struct QueueStore: Sendable {
             DELETE FROM \(s).jobs WHERE id IN (
                 SELECT id FROM \(s).jobs WHERE state IN ('completed', 'discarded', 'cancelled')
                   AND finished_at < now() - make_interval(secs => $1::int) LIMIT $2::int)
-            """, TextRows([String(seconds), String(batch)]))
+            """, TextQuery([String(seconds), String(batch)]))
         return Self.count(outcome.tag)
     }
 
@@ -181,23 +180,4 @@ package struct QueueStore: Sendable {
 package struct StoreError: Error, Sendable, CustomStringConvertible {
     package var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Params as text (nil: NULL), rows kept as text: the store's statements are few and small.
-final class TextRows: WireQuery, @unchecked Sendable {
-    let parameters: [Frontend.Parameter]
-    private(set) var rows: [[String?]] = []
-
-    init(_ values: [String?]) {
-        parameters = values.map { Frontend.Parameter(bytes: $0.map { Array($0.utf8) }, binary: false) }
-    }
-
-    func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding? {
-        rows = []
-        return parameters.count == parameterTypes.count ? WireBinding(parameters: parameters, binaryResults: []) : nil
-    }
-
-    func row(_ row: BackendMessage.DataRow) {
-        rows.append(row.columns.map { $0.map { String(buffer: $0) } })
-    }
 }

@@ -27,6 +27,28 @@ package protocol WireQuery: AnyObject, Sendable {
     func row(_ row: BackendMessage.DataRow)
 }
 
+/// A query with its params as text (nil: NULL), results in text and its rows kept as text:
+/// for statements whose values are few and small (the durable queues' store, tests, tools).
+/// Its params must match the statement's count, or `bind` refuses them.
+package final class TextQuery: WireQuery, @unchecked Sendable {
+    let parameters: [Frontend.Parameter]
+    /// Read once the query has been answered (its future orders the two).
+    package private(set) var rows: [[String?]] = []
+
+    package init(_ values: [String?] = []) {
+        parameters = values.map { Frontend.Parameter(bytes: $0.map { Array($0.utf8) }, binary: false) }
+    }
+
+    package func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding? {
+        rows = []
+        return parameters.count == parameterTypes.count ? WireBinding(parameters: parameters, binaryResults: []) : nil
+    }
+
+    package func row(_ row: BackendMessage.DataRow) {
+        rows.append(row.columns.map { $0.map { String(buffer: $0) } })
+    }
+}
+
 /// What a query came to, its rows aside.
 package struct WireOutcome: Sendable {
     /// nil: the statement returns no rows.
@@ -317,21 +339,25 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// A statement being prepared (Parse, Describe, Sync) before its query or its pipeline goes out.
+    private struct Preparing {
+        enum Owner {
+            case single(Request, retried: Bool)
+            case pipeline(Pipeline, index: Int)
+        }
+        var owner: Owner
+        /// The statement cache's key for it.
+        var key: String
+        var name: String
+        var machine: QueryStateMachine
+    }
+
+    /// A prepared statement's Bind/Execute/Sync out, its answer coming.
     private struct Running {
         var request: Request
         var machine: QueryStateMachine
-        var name: String
         var retried: Bool
-        /// nil while the statement is being prepared.
-        var entry: StatementCache.Entry?
-    }
-
-    /// A pipeline's statement being prepared (Parse, Describe, Sync) before the pipeline goes out.
-    private struct PreparingPipeline {
-        var pipeline: Pipeline
-        var index: Int
-        var name: String
-        var machine: QueryStateMachine
+        var entry: StatementCache.Entry
     }
 
     private struct RunningPipeline {
@@ -343,8 +369,8 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     private enum State {
         case starting(StartupStateMachine)
         case ready
+        case preparing(Preparing)
         case running(Running)
-        case preparingPipeline(PreparingPipeline)
         case pipelining(RunningPipeline)
         case closed(any Error)
     }
@@ -435,6 +461,10 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             case .refused(let fields): fail(WireConnection.ServerError(fields: fields), context: context)
             case .fail(let error): fail(error, context: context)
             }
+        case .preparing(var preparing):
+            let action = preparing.machine.received(message)
+            state = .preparing(preparing)
+            if let (outcome, _) = perform(action, context: context) { prepared(preparing, outcome, context: context) }
         case .running(var running):
             let action = running.machine.received(message)
             if case .row(let row) = action {
@@ -443,22 +473,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             state = .running(running)
-            handle(action, running, context: context)
-        case .preparingPipeline(var preparing):
-            let action = preparing.machine.received(message)
-            state = .preparingPipeline(preparing)
-            switch action {
-            case .none, .row: break
-            case .notification(let channel, let payload): onNotification?(channel, payload)
-            case .notice(let fields): onNotice?(fields)
-            case .parameterChanged(let name, _): observed.noteSessionChange("it changed \(name)")
-            case .write(let buffer): context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-            case .fail(let error): fail(error, context: context)
-            case .done(let outcome, let status):
-                observed.state.withLock { $0.status = status }
-                state = .ready
-                preparedForPipeline(preparing, outcome, context: context)
-            }
+            if let (outcome, status) = perform(action, context: context) { executed(running, outcome, status: status, context: context) }
         case .pipelining(var running):
             let action = running.machine.received(message)
             if case .row(let index, let row) = action {
@@ -490,7 +505,11 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func handle(_ action: QueryStateMachine.Action, _ running: Running, context: ChannelHandlerContext) {
+    /// What a query's machine hands out between messages is done here; at its end (returned) the
+    /// connection is ready again, and the caller settles the outcome.
+    private func perform(
+        _ action: QueryStateMachine.Action, context: ChannelHandlerContext
+    ) -> (Result<QueryStateMachine.Result, QueryStateMachine.Failure>, BackendMessage.TransactionStatus)? {
         switch action {
         case .none, .row:
             break
@@ -507,26 +526,30 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         case .done(let outcome, let status):
             observed.state.withLock { $0.status = status }
             state = .ready
-            if let entry = running.entry {
-                executed(running, entry, outcome, status: status, context: context)
-            } else {
-                prepared(running, outcome, context: context)
-            }
+            return (outcome, status)
         }
+        return nil
     }
 
-    /// Parse and Describe answered: the statement is cached and the query bound, or it failed.
+    /// Parse and Describe answered: the statement is cached and its query bound (or its pipeline
+    /// sent on), or it failed.
     private func prepared(
-        _ running: Running, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>, context: ChannelHandlerContext
+        _ preparing: Preparing, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>, context: ChannelHandlerContext
     ) {
         switch outcome {
         case .success(let result):
-            let entry = StatementCache.Entry(name: running.name, parameterTypes: result.parameterTypes ?? [], columns: result.columns)
-            statements.store(running.request.key, entry)
-            bind(running.request, entry, retried: running.retried, context: context)
+            let entry = StatementCache.Entry(name: preparing.name, parameterTypes: result.parameterTypes ?? [], columns: result.columns)
+            statements.store(preparing.key, entry)
+            switch preparing.owner {
+            case .single(let request, let retried): bind(request, entry, retried: retried, context: context)
+            case .pipeline(let pipeline, _): send(pipeline, context: context)
+            }
         case .failure(let failure):
-            statements.discard(name: running.name)  // its Parse may have gone through
-            running.request.promise.fail(failure)
+            statements.discard(name: preparing.name)  // its Parse may have gone through
+            switch preparing.owner {
+            case .single(let request, _): request.promise.fail(failure)
+            case .pipeline(let pipeline, let index): pipeline.promise.fail(PipelineStateMachine.Failure(index: index, failure: failure))
+            }
             next(context: context)
         }
     }
@@ -534,9 +557,11 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Bind/Execute answered. A cached plan the server dropped (26000) or can no longer use
     /// (0A000) is forgotten and the statement prepared again, once, outside a failed transaction.
     private func executed(
-        _ running: Running, _ entry: StatementCache.Entry, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>,
-        status: BackendMessage.TransactionStatus, context: ChannelHandlerContext
+        _ running: Running, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>,
+        status: BackendMessage.TransactionStatus,
+        context: ChannelHandlerContext
     ) {
+        let entry = running.entry
         switch outcome {
         case .success(let result):
             if let why = SessionChange.reason(tag: result.tag) { observed.noteSessionChange(why) }
@@ -565,7 +590,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
                 return
             }
             start(pending, context: context)
-        case .starting, .running, .preparingPipeline, .pipelining:
+        case .starting, .preparing, .running, .pipelining:
             queue.append(pending)
         }
     }
@@ -588,16 +613,9 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Sync in one write.
     private func send(_ pipeline: Pipeline, context: ChannelHandlerContext) {
         for index in pipeline.statements.indices where statements.lookUp(pipeline.key(index)) == nil {
-            var buffer = context.channel.allocator.buffer(capacity: 64 + pipeline.statements[index].sql.utf8.count)
-            for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
-            let name = statements.newName()
-            Frontend.parse(
-                statement: name, sql: pipeline.statements[index].sql, parameterTypes: pipeline.statements[index].declaredTypes,
-                into: &buffer)
-            Frontend.describe(statement: name, into: &buffer)
-            Frontend.sync(into: &buffer)
-            state = .preparingPipeline(PreparingPipeline(pipeline: pipeline, index: index, name: name, machine: QueryStateMachine()))
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            let statement = pipeline.statements[index]
+            prepare(
+                statement.sql, statement.declaredTypes, key: pipeline.key(index), for: .pipeline(pipeline, index: index), context: context)
             return
         }
         let entries = pipeline.statements.indices.compactMap { statements.lookUp(pipeline.key($0)) }
@@ -622,22 +640,6 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         let machine = PipelineStateMachine(count: entries.count)
         state = .pipelining(RunningPipeline(pipeline: pipeline, entries: entries, machine: machine))
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-    }
-
-    private func preparedForPipeline(
-        _ preparing: PreparingPipeline, _ outcome: Result<QueryStateMachine.Result, QueryStateMachine.Failure>,
-        context: ChannelHandlerContext
-    ) {
-        switch outcome {
-        case .success(let result):
-            let entry = StatementCache.Entry(name: preparing.name, parameterTypes: result.parameterTypes ?? [], columns: result.columns)
-            statements.store(preparing.pipeline.key(preparing.index), entry)
-            send(preparing.pipeline, context: context)
-        case .failure(let failure):
-            statements.discard(name: preparing.name)
-            preparing.pipeline.promise.fail(PipelineStateMachine.Failure(index: preparing.index, failure: failure))
-            next(context: context)
-        }
     }
 
     private func pipelineDone(
@@ -677,13 +679,19 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
             bind(request, entry, retried: retried, context: context)
             return
         }
-        var buffer = context.channel.allocator.buffer(capacity: 64 + request.sql.utf8.count)
+        prepare(request.sql, request.declaredTypes, key: request.key, for: .single(request, retried: retried), context: context)
+    }
+
+    /// Parse, Describe and Sync in one write, with evicted statements closed before.
+    private func prepare(_ sql: String, _ declaredTypes: [UInt32], key: String, for owner: Preparing.Owner, context: ChannelHandlerContext)
+    {
+        var buffer = context.channel.allocator.buffer(capacity: 64 + sql.utf8.count)
         for old in statements.takeClosing() { Frontend.close(statement: old, into: &buffer) }
         let name = statements.newName()
-        Frontend.parse(statement: name, sql: request.sql, parameterTypes: request.declaredTypes, into: &buffer)
+        Frontend.parse(statement: name, sql: sql, parameterTypes: declaredTypes, into: &buffer)
         Frontend.describe(statement: name, into: &buffer)
         Frontend.sync(into: &buffer)
-        state = .running(Running(request: request, machine: QueryStateMachine(), name: name, retried: retried, entry: nil))
+        state = .preparing(Preparing(owner: owner, key: key, name: name, machine: QueryStateMachine()))
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -700,7 +708,7 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         Frontend.execute(maxRows: request.rowLimit, into: &buffer)
         Frontend.sync(into: &buffer)
         let machine = QueryStateMachine(rowLimit: request.rowLimit, streamsRows: true)
-        state = .running(Running(request: request, machine: machine, name: entry.name, retried: retried, entry: entry))
+        state = .running(Running(request: request, machine: machine, retried: retried, entry: entry))
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -720,8 +728,12 @@ final class WireClientHandler: ChannelInboundHandler, @unchecked Sendable {
         observed.state.withLock { $0.closed = true }
         switch previous {
         case .starting: ready.fail(error)
+        case .preparing(let preparing):
+            switch preparing.owner {
+            case .single(let request, _): request.promise.fail(error)
+            case .pipeline(let pipeline, _): pipeline.promise.fail(error)
+            }
         case .running(let running): running.request.promise.fail(error)
-        case .preparingPipeline(let preparing): preparing.pipeline.promise.fail(error)
         case .pipelining(let running): running.pipeline.promise.fail(error)
         case .ready, .closed: break
         }

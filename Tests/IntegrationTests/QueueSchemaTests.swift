@@ -83,10 +83,10 @@ extension PostgresTests {
                 try PG.psql("CREATE TABLE IF NOT EXISTS \(schema).effects (v int); GRANT ALL ON \(schema).effects TO poold")
                 func complete(attempt: Int, lease: Int) async throws {
                     _ = try await client.runPipeline([
-                        WireStatement("INSERT INTO \(schema).effects VALUES ($1::int)", KeptRows(["\(attempt)"])),
+                        WireStatement("INSERT INTO \(schema).effects VALUES ($1::int)", TextQuery(["\(attempt)"])),
                         WireStatement(
                             "SELECT \(schema).complete($1::bigint, $2::int, $3::bigint, NULL)",
-                            KeptRows(["1", "\(attempt)", "\(lease)"])),
+                            TextQuery(["1", "\(attempt)", "\(lease)"])),
                     ])
                 }
                 await #expect(throws: PipelineStateMachine.Failure.self) { try await complete(attempt: 1, lease: 7) }

@@ -393,23 +393,6 @@ extension PostgresTests {
     }
 }
 
-/// Rows of one statement of a pipeline, in text; params as given.
-final class KeptRows: WireQuery, @unchecked Sendable {
-    let parameters: [Frontend.Parameter]
-    private(set) var rows: [[String?]] = []
-
-    init(_ parameters: [String] = []) {
-        self.parameters = parameters.map { Frontend.Parameter(bytes: Array($0.utf8), binary: false) }
-    }
-
-    func bind(parameterTypes: [UInt32], columns: [BackendMessage.Column]?) -> WireBinding? {
-        rows = []
-        return parameters.count == parameterTypes.count ? WireBinding(parameters: parameters, binaryResults: []) : nil
-    }
-
-    func row(_ row: BackendMessage.DataRow) { rows.append(row.columns.map { $0.map { String(buffer: $0) } }) }
-}
-
 extension PostgresTests {
     /// Pipelines (issue 18's runner will send a job's statements and its fenced completion this
     /// way): one write, one implicit transaction, the first error rolls all of it back.
@@ -421,11 +404,11 @@ extension PostgresTests {
                     + "CREATE OR REPLACE FUNCTION wire_guard(ok bool) RETURNS int LANGUAGE plpgsql AS "
                     + "$$ BEGIN IF NOT ok THEN RAISE EXCEPTION 'the completion lost its fence'; END IF; RETURN 1; END $$")
             try await WireClientTests.withClient { client in
-                let count = KeptRows()
+                let count = TextQuery()
                 for _ in 0..<2 {  // the second time every statement is cached: one write, one read
                     let outcomes = try await client.runPipeline([
-                        WireStatement("INSERT INTO wire_pipe VALUES ($1::int)", KeptRows(["1"])),
-                        WireStatement("INSERT INTO wire_pipe VALUES ($1::int)", KeptRows(["2"])),
+                        WireStatement("INSERT INTO wire_pipe VALUES ($1::int)", TextQuery(["1"])),
+                        WireStatement("INSERT INTO wire_pipe VALUES ($1::int)", TextQuery(["2"])),
                         WireStatement("SELECT count(*) FROM wire_pipe", count),
                     ])
                     #expect(outcomes.map(\.tag) == ["INSERT 0 1", "INSERT 0 1", "SELECT 1"])
@@ -434,8 +417,8 @@ extension PostgresTests {
                 // The effect and a completion whose fence fails: neither commits.
                 await #expect {
                     _ = try await client.runPipeline([
-                        WireStatement("INSERT INTO wire_pipe VALUES ($1::int)", KeptRows(["3"])),
-                        WireStatement("SELECT wire_guard($1::bool)", KeptRows(["false"])),
+                        WireStatement("INSERT INTO wire_pipe VALUES ($1::int)", TextQuery(["3"])),
+                        WireStatement("SELECT wire_guard($1::bool)", TextQuery(["false"])),
                     ])
                 } throws: { error in
                     guard let failure = error as? PipelineStateMachine.Failure, case .server(let fields) = failure.failure else {
@@ -444,16 +427,16 @@ extension PostgresTests {
                     return failure.index == 1 && fields.message.contains("lost its fence")
                 }
                 #expect(client.transactionStatus == .idle)
-                let after = KeptRows()
+                let after = TextQuery()
                 _ = try await client.runPipeline([WireStatement("SELECT count(*), count(*) FILTER (WHERE v = 3) FROM wire_pipe", after)])
                 #expect(after.rows == [["4", "0"]], "the failed pipeline's INSERT was rolled back")
                 // A statement that does not parse is named by its index; the connection goes on.
                 await #expect {
-                    _ = try await client.runPipeline([WireStatement("SELECT 1", KeptRows()), WireStatement("SELEC 2", KeptRows())])
+                    _ = try await client.runPipeline([WireStatement("SELECT 1", TextQuery()), WireStatement("SELEC 2", TextQuery())])
                 } throws: { error in
                     (error as? PipelineStateMachine.Failure)?.index == 1
                 }
-                let one = KeptRows()
+                let one = TextQuery()
                 _ = try await client.runPipeline([WireStatement("SELECT 1", one)])
                 #expect(one.rows == [["1"]])
             }
@@ -472,7 +455,7 @@ extension PostgresTests {
                 for _ in 0..<100 where !received.withLock({ $0.contains("wire_chan:between") }) {
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                _ = try await client.runPipeline([WireStatement("SELECT pg_notify('wire_chan', 'during')", KeptRows())])
+                _ = try await client.runPipeline([WireStatement("SELECT pg_notify('wire_chan', 'during')", TextQuery())])
             }
             let all = received.withLock { $0 }
             #expect(all.contains("wire_chan:between"), "\(all)")
@@ -481,10 +464,10 @@ extension PostgresTests {
 
         @Test func aStatementTheServerDroppedIsPreparedAgainAndThePipelineSentOnceMore() async throws {
             try await WireClientTests.withClient { client in
-                let first = KeptRows(["5"])
+                let first = TextQuery(["5"])
                 _ = try await client.runPipeline([WireStatement("SELECT $1::int + 1", first)])  // prepared as p1
                 _ = try await client.execute("DEALLOCATE p1")  // behind the cache's back: 26000 next time
-                let again = KeptRows(["6"])
+                let again = TextQuery(["6"])
                 let outcomes = try await client.runPipeline([WireStatement("SELECT $1::int + 1", again)])
                 #expect(outcomes.map(\.tag) == ["SELECT 1"])
                 #expect(first.rows == [["6"]])
