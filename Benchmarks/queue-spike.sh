@@ -22,6 +22,25 @@ fill() { # rows: available jobs for the workers to take
 }
 count() { $POOLD_TEST_PG_PSQL -c "$1"; }
 
+# work-batch.sql: fetch 8 jobs in one statement (the host's demand), then run each: its effect
+# and its fenced completion in one transaction per job. work-batch-pipelined.sql: the same, each
+# job's transaction pipelined (BEGIN, effect, completion and COMMIT in one write and one read;
+# pgbench -M prepared). pgbench scripts have no loops, so they are written out here.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+batch_scripts() {
+  tee "$WORK/work-batch.sql" < "$Q/fetch-8.sql" > "$WORK/work-batch-pipelined.sql"
+  for j in 1 2 3 4 5 6 7 8; do
+    job="BEGIN;
+INSERT INTO poold.effects (job, v) VALUES (:j$j, 1);
+UPDATE poold.jobs SET state = 'completed', finished_at = now() WHERE id = :j$j AND state = 'running' AND lease = :client_id;
+COMMIT;"
+    printf '%s\n' "$job" >> "$WORK/work-batch.sql"
+    printf '\\startpipeline\n%s\n\\endpipeline\n' "$job" >> "$WORK/work-batch-pipelined.sql"
+  done
+}
+batch_scripts
+
 echo "== enqueue, one job per transaction, 8 clients"
 schema; run one 8 "$Q/enqueue-one.sql"
 echo "-> $(tps /tmp/queue-spike.one) jobs/s (target for poold: >= 3.5k/s; pgqueuer 2.6k/s)"
@@ -36,13 +55,13 @@ echo "-> $(tps /tmp/queue-spike.work1) jobs/s completed (target for poold: >= 7.
 echo "   effects $(count 'SELECT count(*) FROM poold.effects'), completed $(count "SELECT count(*) FROM poold.jobs WHERE state = 'completed'"), left running $(count "SELECT count(*) FROM poold.jobs WHERE state = 'running'")"
 
 echo "== fetch 8 in one statement, then (effect + fenced completion) per job, 8 clients"
-schema; fill 900000; run work8 8 "$Q/work-batch.sql"
+schema; fill 900000; run work8 8 "$WORK/work-batch.sql"
 echo "-> $(awk -v t="$(tps /tmp/queue-spike.work8)" 'BEGIN { printf "%.0f", t * 8 }') jobs/s completed"
 echo "   effects $(count 'SELECT count(*) FROM poold.effects'), completed $(count "SELECT count(*) FROM poold.jobs WHERE state = 'completed'"), left running $(count "SELECT count(*) FROM poold.jobs WHERE state = 'running'")"
 echo "   per-statement latencies (ms):"
 sed -n '/statement latencies/,$p' /tmp/queue-spike.work8 | head -8 | sed 's/^/   /'
 echo "== the same, prepared, each job's transaction pipelined (one round trip per job), 8 clients"
-schema; fill 1500000; PIPE=1 run work8p 8 "$Q/work-batch-pipelined.sql"
+schema; fill 1500000; PIPE=1 run work8p 8 "$WORK/work-batch-pipelined.sql"
 echo "-> $(awk -v t="$(tps /tmp/queue-spike.work8p)" 'BEGIN { printf "%.0f", t * 8 }') jobs/s completed"
 echo "   effects $(count 'SELECT count(*) FROM poold.effects'), completed $(count "SELECT count(*) FROM poold.jobs WHERE state = 'completed'"), left running $(count "SELECT count(*) FROM poold.jobs WHERE state = 'running'")"
 
