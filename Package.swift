@@ -154,7 +154,7 @@ let package = Package(
             name: "Jobs",
             dependencies: [
                 "PoolCore", "PoolKit", "ControlProtocol", "PoolConfig", "DaemonRuntime",
-                "SQLitePools", "PostgresPools", "ExecPools", "SystemdKit", "BuildInfo",
+                "SQLitePools", "PostgresPools", "PostgresWire", "DurableQueues", "ExecPools", "SystemdKit", "BuildInfo",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

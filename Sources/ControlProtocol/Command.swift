@@ -16,6 +16,11 @@ public enum Command: Sendable, Hashable {
     /// At least one of `min` and `max` is set; both are non-negative.
     case resize(pool: String, min: Int?, max: Int?)
     case drain(pool: String?, stop: Bool)
+    /// One job (`isBatch` false) or a `jobs` batch, enqueued in one transaction.
+    case enqueue(jobs: [DurableJobRequest], isBatch: Bool)
+    case jobStatus(jobID: Int64)
+    case jobCancel(jobID: Int64)
+    case queues
 
     public var op: Op {
         switch self {
@@ -32,6 +37,45 @@ public enum Command: Sendable, Hashable {
         case .resume: .resume
         case .resize: .resize
         case .drain: .drain
+        case .enqueue: .enqueue
+        case .jobStatus: .jobStatus
+        case .jobCancel: .jobCancel
+        case .queues: .queues
         }
     }
+}
+
+/// One job for `enqueue`, its fields checked for type and range. Whether the queue exists and
+/// takes `params` (a SQL job) or `input` (an exec pool) is checked by the daemon.
+public struct DurableJobRequest: Sendable, Hashable {
+    public var queue: String
+    /// The job's parameters as sent (an array of scalars and `{"base64": …}` blobs), and as read.
+    public var params: JSONValue?
+    public var paramValues: [SQLValue]
+    public var input: JSONValue?
+    /// RFC 3339, as sent; nil: now.
+    public var runAt: String?
+    public var priority: Int
+    public var uniqueKey: String?
+    public var maxAttempts: Int?
+
+    public init(
+        queue: String, params: JSONValue? = nil, paramValues: [SQLValue] = [], input: JSONValue? = nil, runAt: String? = nil,
+        priority: Int = 0, uniqueKey: String? = nil, maxAttempts: Int? = nil
+    ) {
+        self.queue = queue
+        self.params = params
+        self.paramValues = paramValues
+        self.input = input
+        self.runAt = runAt
+        self.priority = priority
+        self.uniqueKey = uniqueKey
+        self.maxAttempts = maxAttempts
+    }
+
+    /// At most this many jobs in one `enqueue`.
+    public static let maxBatch = 1000
+    public static let priorities = -1000...1000
+    public static let maxAttemptsRange = 1...1000
+    public static let maxUniqueKeyBytes = 256
 }

@@ -45,6 +45,17 @@ public enum RequestDecoder {
         }
     }
 
+    /// A `params` array (scalars and `{"base64": …}` blobs) as values, as `run` reads it: for a
+    /// durable job's params, stored as JSON and read back when it runs.
+    public static func params(_ value: JSONValue) -> Result<[SQLValue], RequestError> {
+        let fields = RequestFields(object: JSONObject(), id: nil)
+        do {
+            return .success(try fields.readParams(value, path: "params") ?? [])
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// Names the problem: invalid UTF-8 anywhere in the line wins over a JSON error,
     /// since it is what the client has to fix first.
     private static func unreadable(_ line: UnsafeRawBufferPointer, _ error: JSONParseError) -> RequestError {

@@ -13,6 +13,9 @@ enum FieldSets {
     static let resize = ["pool", "min", "max"]
     static let drain = ["pool", "stop"]
     static let batchEntry = ["sql", "params"]
+    static let durableJob = ["queue", "params", "input", "run_at", "priority", "unique_key", "max_attempts"]
+    static let enqueue = durableJob + ["jobs"]
+    static let durableJobID = ["job_id"]
 
     static func allowed(for op: Op) -> [String] {
         switch op {
@@ -22,6 +25,9 @@ enum FieldSets {
         case .cancel: cancel
         case .resize: resize
         case .drain: drain
+        case .enqueue: enqueue
+        case .jobStatus, .jobCancel: durableJobID
+        case .queues: none
         }
     }
 }
@@ -96,7 +102,120 @@ struct RequestFields {
             return .drain(pool: try optionalPool(), stop: try optionalBool("stop") ?? false)
         case .run:
             return try run()
+        case .enqueue:
+            return try enqueue()
+        case .jobStatus:
+            return .jobStatus(jobID: try durableJobID())
+        case .jobCancel:
+            return .jobCancel(jobID: try durableJobID())
+        case .queues:
+            return .queues
         }
+    }
+
+    // MARK: Durable queues
+
+    private func enqueue() throws(RequestError) -> Command {
+        let queue = try optionalString("queue", what: "a queue's name")
+        guard let batch = object["jobs"] else {
+            guard let queue else { throw badRequest("enqueue needs \"queue\": the name of the queue (or \"jobs\", a batch)") }
+            return .enqueue(jobs: [try durableJob(object, queue: queue, path: "")], isBatch: false)
+        }
+        for key in FieldSets.durableJob where key != "queue" && object[key] != nil {
+            throw badRequest("\"\(key)\" is not allowed beside \"jobs\": give each entry its own (\"queue\" alone may be shared)")
+        }
+        guard case .array(let entries) = batch, !entries.isEmpty else {
+            throw badRequest("\"jobs\" must be a non-empty array of job objects (got \(batch.shortDescription))")
+        }
+        guard entries.count <= DurableJobRequest.maxBatch else {
+            throw RequestError(
+                id: id, code: .tooLarge,
+                message: "\"jobs\" holds \(entries.count) jobs; at most \(DurableJobRequest.maxBatch) go in one enqueue: split the batch")
+        }
+        var jobs: [DurableJobRequest] = []
+        jobs.reserveCapacity(entries.count)
+        for (index, entry) in entries.enumerated() {
+            let path = "jobs[\(index)]."
+            guard case .object(let fields) = entry else {
+                throw badRequest("jobs[\(index)] must be an object with the job's fields (got \(entry.shortDescription))")
+            }
+            for key in fields.keys where !FieldSets.durableJob.contains(key) {
+                let hint = Suggestion.closest(to: key, among: FieldSets.durableJob).map { " (did you mean \"\($0)\"?)" } ?? ""
+                throw badRequest("unknown field \(JSONValue.string(key).shortDescription) in jobs[\(index)]\(hint)")
+            }
+            let own = try optionalString("queue", in: fields, path: path, what: "a queue's name")
+            guard let name = own ?? queue else {
+                throw badRequest("jobs[\(index)] needs \"queue\" (or give \"queue\" once beside \"jobs\")")
+            }
+            jobs.append(try durableJob(fields, queue: name, path: path))
+        }
+        return .enqueue(jobs: jobs, isBatch: true)
+    }
+
+    private func durableJob(_ fields: JSONObject, queue: String, path: String) throws(RequestError) -> DurableJobRequest {
+        var job = DurableJobRequest(queue: queue)
+        if let params = fields["params"] {
+            job.paramValues = try self.params(params, path: path + "params") ?? []
+            job.params = params
+        }
+        job.input = fields["input"]
+        if let value = fields["run_at"] {
+            guard case .string(let text) = value, RFC3339.isValid(text) else {
+                throw badRequest(
+                    "\"\(path)run_at\" must be an RFC 3339 date and time with its offset, like \"2026-12-07T18:00:00Z\" or "
+                        + "\"2026-12-07T19:00:00.5+01:00\" (got \(value.shortDescription))")
+            }
+            job.runAt = text
+        }
+        if let value = fields["priority"] {
+            guard case .int(let n) = value, let priority = Int(exactly: n), DurableJobRequest.priorities.contains(priority) else {
+                let range = DurableJobRequest.priorities
+                throw badRequest(
+                    "\"\(path)priority\" must be an integer from \(range.lowerBound) to \(range.upperBound), lower first "
+                        + "(got \(value.shortDescription))"
+                )
+            }
+            job.priority = priority
+        }
+        if let value = fields["unique_key"] {
+            guard case .string(let key) = value, !key.isEmpty, key.utf8.count <= DurableJobRequest.maxUniqueKeyBytes else {
+                throw badRequest(
+                    "\"\(path)unique_key\" must be a non-empty string of at most \(DurableJobRequest.maxUniqueKeyBytes) bytes "
+                        + "(got \(value.shortDescription))")
+            }
+            job.uniqueKey = key
+        }
+        if let value = fields["max_attempts"] {
+            let range = DurableJobRequest.maxAttemptsRange
+            guard case .int(let n) = value, let attempts = Int(exactly: n), range.contains(attempts) else {
+                throw badRequest(
+                    "\"\(path)max_attempts\" must be an integer from \(range.lowerBound) to \(range.upperBound) "
+                        + "(got \(value.shortDescription))"
+                )
+            }
+            job.maxAttempts = attempts
+        }
+        return job
+    }
+
+    private func durableJobID() throws(RequestError) -> Int64 {
+        guard let value = object["job_id"] else {
+            throw badRequest("\(op.rawValue) needs \"job_id\": the id enqueue answered")
+        }
+        guard case .int(let job) = value, job > 0 else {
+            throw badRequest("\"job_id\" must be a positive integer, as enqueue answered it (got \(value.shortDescription))")
+        }
+        return job
+    }
+
+    private func optionalString(_ key: String, in fields: JSONObject? = nil, path: String = "", what: String) throws(RequestError)
+        -> String?
+    {
+        guard let value = (fields ?? object)[key] else { return nil }
+        guard case .string(let text) = value, !text.isEmpty else {
+            throw badRequest("\"\(path)\(key)\" must be a non-empty string naming \(what) (got \(value.shortDescription))")
+        }
+        return text
     }
 
     // MARK: run
@@ -195,6 +314,10 @@ struct RequestFields {
 
     /// `params`: an array of scalars; a blob is `{"base64": "…"}` (see `Base64` for the
     /// accepted form). nil when absent.
+    func readParams(_ value: JSONValue?, path: String) throws(RequestError) -> [SQLValue]? {
+        try params(value, path: path)
+    }
+
     private func params(_ value: JSONValue?, path: String) throws(RequestError) -> [SQLValue]? {
         guard let value else { return nil }
         guard case .array(let elements) = value else {

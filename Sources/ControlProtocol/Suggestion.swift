@@ -1,11 +1,11 @@
 // MARK: - Suggestions
 
 /// "Did you mean": the candidate closest to a mistyped name.
-enum Suggestion {
+public enum Suggestion {
     /// The first candidate within edit distance 2 of `name` (ASCII case ignored, an
     /// adjacent swap counting as one edit), and closer than its own length so that
     /// short names are not matched by everything; nil when none is close.
-    static func closest(to name: String, among candidates: [String]) -> String? {
+    public static func closest(to name: String, among candidates: [String]) -> String? {
         var best: (candidate: String, distance: Int)? = nil
         let typed = Array(name.utf8.prefix(64))
         if name.utf8.count > 64 { return nil }

@@ -101,7 +101,7 @@ package struct RequestReader: Sendable {
     static func answersAtOnce(_ command: Command) -> Bool {
         switch command {
         case .ping, .status, .pools, .jobs, .stats, .metrics, .cancel, .pause, .resume, .resize: true
-        case .runSQL, .runNamed, .runExec, .reload, .drain: false
+        case .runSQL, .runNamed, .runExec, .reload, .drain, .enqueue, .jobStatus, .jobCancel, .queues: false
         }
     }
 

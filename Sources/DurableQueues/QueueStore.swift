@@ -6,9 +6,11 @@ import PostgresWire
 package struct QueueStore: Sendable {
     /// The schema, quoted.
     let s: String
+    package let schemaName: String
 
     package init(schema: String) {
         s = QueueSchema.quoted(schema)
+        schemaName = schema
     }
 
     /// A job to enqueue. JSON values are given as their text.
@@ -43,7 +45,8 @@ package struct QueueStore: Sendable {
 
     /// Enqueues `jobs` in one transaction (one pipeline); their ids in order. A job whose
     /// `uniqueKey` an unfinished job of its queue already has answers that job's id.
-    package func enqueue(_ jobs: [NewJob], on client: WireClient) async throws -> [Int64] {
+    /// `notify`: queues whose hosts to wake (`wakeChannel`) when the transaction commits.
+    package func enqueue(_ jobs: [NewJob], notify: [String] = [], on client: WireClient) async throws -> [Int64] {
         let insert = """
             INSERT INTO \(s).jobs (queue, params, input, run_at, state, priority, unique_key, max_attempts, submitter_uid)
             VALUES ($1, $2::jsonb, $3::jsonb, COALESCE($4::timestamptz, now()),
@@ -58,7 +61,8 @@ package struct QueueStore: Sendable {
                 job.submitter.map(String.init),
             ])
         }
-        _ = try await client.runPipeline(rows.map { WireStatement(insert, $0) })
+        _ = try await client.runPipeline(
+            rows.map { WireStatement(insert, $0) } + notify.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
         return try rows.map { rows in
             guard let id = rows.rows.first?.first.flatMap({ $0 }).flatMap(Int64.init) else { throw StoreError("an INSERT returned no id") }
             return id
@@ -69,17 +73,24 @@ package struct QueueStore: Sendable {
     /// the host holding lease `epoch`; jobs other hosts are taking are skipped, not waited for.
     package func fetch(queue: String, demand: Int, epoch: Int64, on client: WireClient) async throws -> [Taken] {
         let rows = TextQuery([queue, String(demand), String(epoch)])
-        _ = try await client.run(
-            """
-            WITH picked AS (
-                SELECT id FROM \(s).jobs
-                WHERE queue = $1 AND state IN ('available', 'scheduled', 'retryable') AND run_at <= now()
-                ORDER BY priority, run_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED)
-            UPDATE \(s).jobs j SET state = 'running', attempt = j.attempt + 1, lease = $3::bigint, attempted_at = now()
-            FROM picked WHERE j.id = picked.id
-            RETURNING j.id, j.attempt, j.max_attempts, j.params::text, j.input::text
-            """, rows)
-        return try rows.rows.map { row in
+        _ = try await client.run(fetchSQL, rows)
+        return try Self.taken(rows)
+    }
+
+    private var fetchSQL: String {
+        """
+        WITH picked AS (
+            SELECT id FROM \(s).jobs
+            WHERE queue = $1 AND state IN ('available', 'scheduled', 'retryable') AND run_at <= now()
+            ORDER BY priority, run_at, id LIMIT $2::int FOR UPDATE SKIP LOCKED)
+        UPDATE \(s).jobs j SET state = 'running', attempt = j.attempt + 1, lease = $3::bigint, attempted_at = now()
+        FROM picked WHERE j.id = picked.id
+        RETURNING j.id, j.attempt, j.max_attempts, j.params::text, j.input::text
+        """
+    }
+
+    private static func taken(_ rows: TextQuery) throws -> [Taken] {
+        try rows.rows.map { row in
             guard row.count == 5, let id = row[0].flatMap({ Int64($0) }), let attempt = row[1].flatMap({ Int($0) }),
                 let max = row[2].flatMap({ Int($0) })
             else { throw StoreError("a fetched job's row is malformed") }
@@ -160,21 +171,176 @@ package struct QueueStore: Sendable {
         return Self.count(outcomes.first?.tag)
     }
 
-    /// Deletes at most `batch` finished jobs older than `seconds`; how many it deleted.
-    package func deleteFinished(olderThan seconds: Int, batch: Int, on client: WireClient) async throws -> Int {
+    /// Deletes at most `batch` finished jobs older than `seconds` (of `queue`, or of every
+    /// queue); how many it deleted.
+    package func deleteFinished(olderThan seconds: Int, batch: Int, queue: String? = nil, on client: WireClient) async throws -> Int {
         let outcome = try await client.run(
             """
             DELETE FROM \(s).jobs WHERE id IN (
                 SELECT id FROM \(s).jobs WHERE state IN ('completed', 'discarded', 'cancelled')
-                  AND finished_at < now() - make_interval(secs => $1::int) LIMIT $2::int)
-            """, TextQuery([String(seconds), String(batch)]))
+                  AND finished_at < now() - make_interval(secs => $1::int) AND ($3::text IS NULL OR queue = $3) LIMIT $2::int)
+            """, TextQuery([String(seconds), String(batch), queue]))
         return Self.count(outcome.tag)
+    }
+
+    // MARK: Completions, wake-ups, operators
+
+    /// The fenced completion as the last statement of a SQL job's own pipeline (one transaction):
+    /// `complete()` raises P0001 when the attempt is no longer this lease's, and the job's
+    /// effects roll back with it.
+    package func completion(job: Int64, attempt: Int, epoch: Int64) -> (sql: String, params: [String?]) {
+        ("SELECT \(s).complete($1::bigint, $2::int, $3::bigint, NULL)", [String(job), String(attempt), String(epoch)])
+    }
+
+    /// A finished job's completion, for `completeAll`.
+    package struct Completion: Sendable {
+        package var id: Int64
+        package var attempt: Int
+        package var epoch: Int64
+        /// JSON text; nil: no result.
+        package var result: String?
+
+        package init(id: Int64, attempt: Int, epoch: Int64, result: String?) {
+            self.id = id
+            self.attempt = attempt
+            self.epoch = epoch
+            self.result = result
+        }
+    }
+
+    /// Completes exec jobs in one statement, each fenced on its attempt and lease (a job
+    /// rescued, cancelled or handed back meanwhile is left as it is). How many it completed.
+    package func completeAll(_ completions: [Completion], on client: WireClient) async throws -> Int {
+        guard !completions.isEmpty else { return 0 }
+        let outcome = try await client.run(completeAllSQL, TextQuery([Self.completionsJSON(completions)]))
+        return Self.count(outcome.tag)
+    }
+
+    /// `completeAll` and then `fetch`, in one round trip: the shape of a host with exec queues.
+    package func completeAndFetch(
+        _ completions: [Completion], queue: String, demand: Int, epoch: Int64, on client: WireClient
+    ) async throws -> [Taken] {
+        guard !completions.isEmpty else { return try await fetch(queue: queue, demand: demand, epoch: epoch, on: client) }
+        let rows = TextQuery([queue, String(demand), String(epoch)])
+        _ = try await client.runPipeline([
+            WireStatement(completeAllSQL, TextQuery([Self.completionsJSON(completions)])), WireStatement(fetchSQL, rows),
+        ])
+        return try Self.taken(rows)
+    }
+
+    private var completeAllSQL: String {
+        """
+        UPDATE \(s).jobs j SET state = 'completed', result = c.result, finished_at = now()
+        FROM jsonb_to_recordset($1::jsonb) AS c(id bigint, attempt int, lease bigint, result jsonb)
+        WHERE j.id = c.id AND j.state = 'running' AND j.attempt = c.attempt AND j.lease = c.lease
+        """
+    }
+
+    static func completionsJSON(_ completions: [Completion]) -> String {
+        "["
+            + completions.map { "{\"id\":\($0.id),\"attempt\":\($0.attempt),\"lease\":\($0.epoch),\"result\":\($0.result ?? "null")}" }
+            .joined(separator: ",") + "]"
+    }
+
+    /// Wakes every host's fetchers of `queues` (LISTEN on `wakeChannel`).
+    package func notify(queues: [String], on client: WireClient) async throws {
+        _ = try await client.runPipeline(
+            queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
+    }
+
+    /// The channel hosts LISTEN on for new jobs; the payload names the queue.
+    package var wakeChannel: String { "poold_wake_" + schemaName }
+    /// The channel hosts LISTEN on for cancelled running jobs; the payload is the job's id.
+    package var cancelChannel: String { "poold_cancel_" + schemaName }
+
+    /// A job's row for `job_status`; nil when there is no such job (or, with `submitter`, not
+    /// that user's).
+    package func status(job: Int64, submitter: Int?, on client: WireClient) async throws -> [String?]? {
+        let rows = TextQuery([String(job), submitter.map(String.init)])
+        _ = try await client.run(
+            """
+            SELECT queue, state, attempt, max_attempts, to_char(run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   errors::text, result::text, submitter_uid, priority, unique_key,
+                   to_char(inserted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                   to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            FROM \(s).jobs WHERE id = $1::bigint AND ($2::bigint IS NULL OR submitter_uid = $2::bigint)
+            """, rows)
+        return rows.rows.first
+    }
+
+    /// Cancels a job that has not finished: its state before (`running` ones are also
+    /// announced on `cancelChannel`, so that the host running it stops it; its effects roll
+    /// back, for its completion is fenced). nil when there is no such job (or not `submitter`'s);
+    /// a finished job's state comes back unchanged, with `cancelled` false.
+    package func cancel(job: Int64, submitter: Int?, on client: WireClient) async throws -> (state: String, cancelled: Bool)? {
+        let rows = TextQuery([String(job), submitter.map(String.init), cancelChannel])
+        _ = try await client.run(
+            """
+            WITH found AS (
+                SELECT id, state FROM \(s).jobs WHERE id = $1::bigint AND ($2::bigint IS NULL OR submitter_uid = $2::bigint) FOR UPDATE),
+            changed AS (
+                UPDATE \(s).jobs j SET state = 'cancelled', finished_at = now(), lease = NULL
+                FROM found WHERE j.id = found.id AND found.state NOT IN ('completed', 'discarded', 'cancelled')
+                RETURNING j.id)
+            SELECT found.state, (SELECT count(*) FROM changed) > 0,
+                   CASE WHEN found.state = 'running' THEN pg_notify($3, found.id::text) END
+            FROM found
+            """, rows)
+        guard let row = rows.rows.first, row.count == 3, let state = row[0] ?? nil else { return nil }
+        return (state, row[1] == "t")
+    }
+
+    /// Per queue (of `queues`): jobs by state, the age of the oldest job that may run now, and
+    /// completions in the last `window` seconds.
+    package func stats(queues: [String], window: Int, on client: WireClient) async throws -> [String: QueueStats] {
+        let rows = TextQuery([String(window)])
+        _ = try await client.run(
+            """
+            SELECT queue, state, count(*),
+                   extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 * 1000,
+                   count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1::int))
+            FROM \(s).jobs GROUP BY queue, state
+            """, rows)
+        var stats = Dictionary(uniqueKeysWithValues: queues.map { ($0, QueueStats()) })
+        for row in rows.rows where row.count == 5 {
+            guard let queue = row[0] ?? nil, var entry = stats[queue], let state = row[1] ?? nil,
+                let count = (row[2] ?? nil).flatMap({ Int($0) })
+            else { continue }
+            entry.counts[state] = count
+            if state == "available" || state == "retryable" || state == "scheduled",
+                let age = (row[3] ?? nil).flatMap({ Double($0) })
+            {
+                entry.oldestRunnableMs = max(entry.oldestRunnableMs, Int64(age))
+            }
+            if state == "completed", let recent = (row[4] ?? nil).flatMap({ Int($0) }) {
+                entry.completedRecently = recent
+            }
+            stats[queue] = entry
+        }
+        return stats
+    }
+
+    /// Leadership of housekeeping: the session-level advisory lock of this schema, held as long
+    /// as `client`'s connection is (already held: true again).
+    package func tryLead(on client: WireClient) async throws -> Bool {
+        let rows = TextQuery(["poold.queue_housekeeping:" + schemaName])
+        _ = try await client.run("SELECT pg_try_advisory_lock(hashtext($1))", rows)
+        return rows.rows.first?.first == "t"
     }
 
     /// The row count of a tag (`UPDATE 3`, `DELETE 0`).
     static func count(_ tag: String?) -> Int {
         tag.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } } ?? 0
     }
+}
+
+/// One queue's figures for `queues`.
+package struct QueueStats: Sendable, Equatable {
+    package var counts: [String: Int] = [:]
+    /// The age of the oldest job that may run now (available, retryable or scheduled and due).
+    package var oldestRunnableMs: Int64 = 0
+    /// Completions within the window asked for.
+    package var completedRecently = 0
 }
 
 package struct StoreError: Error, Sendable, CustomStringConvertible {

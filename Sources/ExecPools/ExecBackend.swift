@@ -189,11 +189,21 @@ package final class ExecWorker: @unchecked Sendable {
     /// Hands `input` to the worker and returns its output. Waits on the event loop, holding
     /// no thread. A stop sends the worker's group SIGTERM at once and ends the wait (the pool
     /// then finishes it: SIGKILL after kill_grace, reap).
-    package func run(input: JSONValue, id: Int64, stop: (any StopSource)?) async throws -> JSONValue {
+    /// `durable`: a durable queue's job (docs/QUEUES.md): its `job_id` and `attempt` go in the
+    /// request beside `id`, so that the worker can make its effects idempotent.
+    package func run(input: JSONValue, id: Int64, durable: (job: Int64, attempt: Int)? = nil, stop: (any StopSource)?) async throws
+        -> JSONValue
+    {
         jobs += 1
         var request = JSONWriter(capacity: 64)
         request.writeRaw("{\"id\":")
         request.writeInt(id)
+        if let durable {
+            request.writeRaw(",\"job_id\":")
+            request.writeInt(durable.job)
+            request.writeRaw(",\"attempt\":")
+            request.writeInt(Int64(durable.attempt))
+        }
         request.writeRaw(",\"input\":")
         request.write(input)
         request.writeRaw("}\n")

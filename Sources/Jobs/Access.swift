@@ -117,8 +117,8 @@ package struct Authorizer: Sendable {
 
     static func required(forOp op: Op) -> Role {
         switch op {
-        case .ping, .status, .pools, .jobs, .stats, .metrics: .observer
-        case .run, .cancel: .submitter
+        case .ping, .status, .pools, .jobs, .stats, .metrics, .queues: .observer
+        case .run, .cancel, .enqueue, .jobStatus, .jobCancel: .submitter
         case .pause, .resume, .resize, .reload, .drain: .operator
         }
     }

@@ -48,6 +48,15 @@ package final class DaemonContext: Sendable {
     /// a forbidden op must not flood the journal.
     let denialLog = Mutex(LogBudget(burst: 20, perSecond: 2))
     private let mutable: Mutex<Mutable>
+    /// The durable queues; nil until `Daemon` attaches them (and when the config has none).
+    private let queues = Mutex<QueueRunner?>(nil)
+
+    package func attach(_ runner: QueueRunner) {
+        queues.withLock { $0 = runner }
+    }
+
+    var queueRunner: QueueRunner? { queues.withLock { $0 } }
+
     /// What a reload moves when `[metrics] listen` changes; nil until `Daemon` attaches it.
     private let endpoint = Mutex<(any MetricsEndpoint)?>(nil)
 

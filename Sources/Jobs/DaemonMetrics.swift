@@ -1,3 +1,4 @@
+import DurableQueues
 import PoolCore
 import PoolKit
 import Prometheus
@@ -108,6 +109,59 @@ package final class DaemonMetrics: Sendable {
     }
 
     private let poolGauges = Mutex<[String: PoolGauges]>([:])
+
+    /// One durable queue's series: attempts by how they ended on this host, and the store's
+    /// figures (refreshed by the host every few seconds).
+    struct QueueCollectors: Sendable {
+        let outcomes: [String: Counter]
+        let states: [String: Gauge]
+        let running: Gauge
+        let oldest: Gauge
+
+        static let outcomeNames = ["completed", "failed", "discarded", "superseded", "handed_back", "stopped"]
+        static let stateNames = ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"]
+
+        func count(_ outcome: String) { outcomes[outcome]?.increment() }
+
+        func set(_ stats: QueueStats, running here: Int) {
+            for (state, gauge) in states { gauge.set(Int64(stats.counts[state] ?? 0)) }
+            running.set(Int64(here))
+            oldest.set(to: Double(stats.oldestRunnableMs) / 1000)
+        }
+    }
+
+    private let queueCollectors = Mutex<[String: QueueCollectors]>([:])
+
+    func queueCollectors(for queue: String) -> QueueCollectors {
+        queueCollectors.withLock { known in
+            if let existing = known[queue] { return existing }
+            let attempts = MetricNameDescriptor(
+                namespace: "poold", subsystem: "queue", metricName: "attempts", unitName: "total",
+                helpText: "Durable job attempts that ended on this host, by queue and how they ended.")
+            let jobs = MetricNameDescriptor(
+                namespace: "poold", subsystem: "queue", metricName: "jobs", unitName: "",
+                helpText: "Durable jobs in the store, by queue and state (refreshed every 5 s).")
+            let running = MetricNameDescriptor(
+                namespace: "poold", subsystem: "queue", metricName: "running_here", unitName: "",
+                helpText: "Durable jobs of the queue running on this host.")
+            let oldest = MetricNameDescriptor(
+                namespace: "poold", subsystem: "queue", metricName: "oldest_runnable", unitName: "seconds",
+                helpText: "How long the oldest job that may run has waited.")
+            let made = QueueCollectors(
+                outcomes: Dictionary(
+                    uniqueKeysWithValues: QueueCollectors.outcomeNames.map {
+                        ($0, registry.makeCounter(descriptor: attempts, labels: [("queue", queue), ("outcome", $0)]))
+                    }),
+                states: Dictionary(
+                    uniqueKeysWithValues: QueueCollectors.stateNames.map {
+                        ($0, registry.makeGauge(descriptor: jobs, labels: [("queue", queue), ("state", $0)]))
+                    }),
+                running: registry.makeGauge(descriptor: running, labels: [("queue", queue)]),
+                oldest: registry.makeGauge(descriptor: oldest, labels: [("queue", queue)]))
+            known[queue] = made
+            return made
+        }
+    }
 
     /// The Prometheus text that both the `metrics` op and `GET /metrics` serve.
     /// `uptime`: how long poold has been running.

@@ -49,8 +49,9 @@ package final class JobRegistry: Sendable {
 
     /// Numbers a new job and starts tracking it, `queued` until it asks its pool for a
     /// resource. `received`: when its request was read; its age and deadline count from then.
-    func register(pool: String, peer: Peer, limit: Duration, received: ContinuousClock.Instant) -> (id: Int64, signal: StopSignal) {
-        let signal = StopSignal()
+    func register(
+        pool: String, peer: Peer, limit: Duration, received: ContinuousClock.Instant, signal: StopSignal = StopSignal()
+    ) -> (id: Int64, signal: StopSignal) {
         let id = registry.withLock { registry -> Int64 in
             registry.nextID += 1
             let deadline = received + limit

@@ -116,6 +116,14 @@ package struct JobRouter: Sendable {
             } reply: { output, job, timing in
                 Reply.exec(id: id, job: job, output: output, timing: timing)
             }
+        case .enqueue(let durable, let isBatch):
+            return await enqueue(id: id, jobs: durable, isBatch: isBatch, peer: peer, owner: owner, received: received)
+        case .jobStatus(let job):
+            return await jobStatus(id: id, job: job, peer: peer)
+        case .jobCancel(let job):
+            return await jobCancel(id: id, job: job, peer: peer)
+        case .queues:
+            return await queuesReply(id: id)
         case .cancel(let job):
             guard jobs.cancel(job, reason: .cancelled(by: "uid \(peer.uid) pid \(peer.pid)")) else {
                 return Reply.error(id: id, code: .noSuchJob, message: "no job \(job) is running (it may have finished already)")

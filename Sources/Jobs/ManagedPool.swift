@@ -215,16 +215,40 @@ package final class ManagedPool: Sendable {
         }
     }
 
+    /// Runs a durable job's statements and its fenced completion as one pipeline, in one
+    /// transaction (`PostgresSession.runCompleting`). PostgreSQL pools only.
+    func executeCompleting(
+        _ statements: [SQLStatement], completion: (sql: String, params: [String?]), stop: StopSignal, leased: @Sendable () -> Void
+    ) async throws -> [StatementResult] {
+        guard case .postgres(let pool) = engine else {
+            throw PoolError(.badConfig, "pool \"\(name)\" is a \(kind.rawValue) pool; a durable queue's store must be a postgres pool")
+        }
+        return try await Self.withLiveResource(pool, stop: stop, isDead: \.isClosed) { session in
+            leased()
+            return try await session.runCompleting(statements, completion: completion, stop: stop)
+        }
+    }
+
+    /// `body` with a connection of this PostgreSQL pool (durable queues' enqueues).
+    func withPostgresSession<R>(stop: StopSignal, _ body: (PostgresSession) async throws -> R) async throws -> R {
+        guard case .postgres(let pool) = engine else {
+            throw PoolError(.badConfig, "pool \"\(name)\" is a \(kind.rawValue) pool; a durable queue's store must be a postgres pool")
+        }
+        return try await Self.withLiveResource(pool, stop: stop, isDead: \.isClosed, body)
+    }
+
     /// Runs one exec job: `input` to a worker, its output back. `leased` is called once a
     /// worker is held. A worker is replaced after a failure, a stop, or `max_jobs_per_worker`
     /// jobs (the backend's `isBroken` and `shouldRetire`).
-    func run(input: JSONValue, job: Int64, stop: StopSignal, leased: @Sendable () -> Void) async throws -> JSONValue {
+    func run(
+        input: JSONValue, job: Int64, durable: (job: Int64, attempt: Int)? = nil, stop: StopSignal, leased: @Sendable () -> Void
+    ) async throws -> JSONValue {
         guard case .exec(let pool) = engine else {
             throw PoolError(.badRequest, "pool \"\(name)\" is a \(kind.rawValue) pool: send \"sql\" or \"batch\", not \"input\"")
         }
         return try await Self.withLiveResource(pool, stop: stop, isDead: \.process.hasExited) { worker in
             leased()
-            return try await worker.run(input: input, id: job, stop: stop)
+            return try await worker.run(input: input, id: job, durable: durable, stop: stop)
         }
     }
 

@@ -29,6 +29,9 @@ extension DaemonContext {
         let waiting = snapshots.reduce(0) { $0 + $1.1.waiting }
         var line =
             "\(state.rawValue) · \(snapshots.count) pools · \(busy)/\(capacity) busy · \(waiting) waiting · \(ok) ok · \(failed) failed"
+        if let queues = queueRunner?.statusFragment {
+            line += " · \(queues)"
+        }
         if let last = lastReload, !last.ok {
             line += " · last reload failed"
         }

@@ -98,6 +98,21 @@ extension Config {
                 out.set("transaction", bool: job.transaction)
             }
         }
+        for queue in queues {
+            out.header("[[queue]]")
+            out.set("name", string: queue.name)
+            out.set("store", string: queue.store)
+            switch queue.work {
+            case .job(let job): out.set("job", string: job)
+            case .pool(let pool): out.set("pool", string: pool)
+            }
+            out.set("concurrency", int: queue.concurrency)
+            out.set("max_attempts", int: queue.maxAttempts)
+            out.set("backoff", string: "exponential")
+            out.set("timeout", duration: queue.timeout)
+            out.set("retention", duration: queue.retention)
+            out.set("schema", string: queue.schema)
+        }
         return out.text
     }
 }

@@ -1,6 +1,6 @@
 /// A validated poold configuration: what one config file says, with every default filled in.
 ///
-/// Equality compares the effective settings only (`daemon`, `access`, `metrics`, `pools`, `jobs`), not
+/// Equality compares the effective settings only (`daemon`, `access`, `metrics`, `pools`, `jobs`, `queues`), not
 /// `path` or `warnings`, so a reload can ask "did anything change?" without a moved comment
 /// or a renamed file counting as a change.
 public struct Config: Sendable, Equatable {
@@ -15,6 +15,8 @@ public struct Config: Sendable, Equatable {
     public var pools: [PoolSettings]
     /// In file order.
     public var jobs: [JobSettings]
+    /// In file order.
+    public var queues: [QueueSettings]
     /// Things that are allowed but unwise, as `file:line: context: message` lines to log.
     public internal(set) var warnings: [String]
 
@@ -25,6 +27,7 @@ public struct Config: Sendable, Equatable {
         metrics: MetricsSettings = MetricsSettings(),
         pools: [PoolSettings] = [],
         jobs: [JobSettings] = [],
+        queues: [QueueSettings] = [],
         warnings: [String] = []
     ) {
         self.path = path
@@ -33,6 +36,7 @@ public struct Config: Sendable, Equatable {
         self.metrics = metrics
         self.pools = pools
         self.jobs = jobs
+        self.queues = queues
         self.warnings = warnings
     }
 
@@ -44,7 +48,12 @@ public struct Config: Sendable, Equatable {
         jobs.first { $0.name == name }
     }
 
+    public func queue(named name: String) -> QueueSettings? {
+        queues.first { $0.name == name }
+    }
+
     public static func == (lhs: Config, rhs: Config) -> Bool {
         lhs.daemon == rhs.daemon && lhs.access == rhs.access && lhs.metrics == rhs.metrics && lhs.pools == rhs.pools && lhs.jobs == rhs.jobs
+            && lhs.queues == rhs.queues
     }
 }

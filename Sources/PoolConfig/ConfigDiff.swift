@@ -6,7 +6,7 @@ import PoolCore
 /// A pool whose backend target is unchanged (same kind, same file, URL or command) takes its new
 /// limits and timeouts live, without disturbing leased resources. One whose target changed is
 /// replaced: the old one drains and closes, a new one starts. `control_socket` keeps its running
-/// value until a restart (the socket is already bound).
+/// value until a restart (the socket is already bound), and so do the `[[queue]]`s.
 public struct ConfigDiff: Sendable, Equatable {
     public enum PoolChange: Sendable, Equatable {
         /// A pool the running config does not have.
@@ -25,6 +25,9 @@ public struct ConfigDiff: Sendable, Equatable {
     public var accessChanged: Bool
     /// `control_socket` differs; it takes effect only after a restart.
     public var controlSocketChanged: Bool
+    /// `[[queue]]` differs; queues keep their running settings until a restart (their hosts hold
+    /// leases and running jobs that a reload must not disturb).
+    public var queuesChanged: Bool
     /// `[metrics] listen` differs: the daemon moves the listener (before applying the rest).
     public var metricsListenChanged: Bool
     /// The config to run from now on: the new one, with the running `control_socket`.
@@ -59,8 +62,10 @@ public struct ConfigDiff: Sendable, Equatable {
         accessChanged = running.access != new.access
         controlSocketChanged = running.daemon.controlSocket != new.daemon.controlSocket
         metricsListenChanged = running.metrics != new.metrics
+        queuesChanged = running.queues != new.queues
         var applied = new
         applied.daemon.controlSocket = running.daemon.controlSocket
+        applied.queues = running.queues
         self.applied = applied
     }
 
@@ -82,6 +87,7 @@ public struct ConfigDiff: Sendable, Equatable {
         var lines: [String] = []
         if jobsChanged { lines.append("named jobs updated (\(applied.jobs.count))") }
         if controlSocketChanged { lines.append("control_socket change takes effect after a restart") }
+        if queuesChanged { lines.append("[[queue]] changes take effect after a restart") }
         if metricsListenChanged {
             lines.append(applied.metrics.listen.map { "metrics listening on \($0)" } ?? "metrics listener stopped")
         }

@@ -38,8 +38,8 @@ final class Validation {
 
     // MARK: - The document
 
-    static let tables = ["daemon", "access", "metrics", "pool", "job"]
-    static let tablesList = "[daemon], [access], [metrics], [[pool]] and [[job]]"
+    static let tables = ["daemon", "access", "metrics", "pool", "job", "queue"]
+    static let tablesList = "[daemon], [access], [metrics], [[pool]], [[job]] and [[queue]]"
 
     func config(from root: [(key: String, value: TOMLNode)]) -> Config? {
         var daemon = DaemonSettings()
@@ -47,6 +47,7 @@ final class Validation {
         var metrics = MetricsSettings()
         var poolNodes: [TOMLNode] = []
         var jobNodes: [TOMLNode] = []
+        var queueNodes: [TOMLNode] = []
         for (key, value) in root {
             let line = map.line(of: key, in: "")
             switch key {
@@ -61,7 +62,7 @@ final class Validation {
                 case "access": access = self.access(reader)
                 default: metrics = self.metrics(reader)
                 }
-            case "pool", "job":
+            case "pool", "job", "queue":
                 guard case .array(let items) = value else {
                     error(
                         line: line, context: nil,
@@ -69,7 +70,11 @@ final class Validation {
                     )
                     continue
                 }
-                if key == "pool" { poolNodes = items } else { jobNodes = items }
+                switch key {
+                case "pool": poolNodes = items
+                case "job": jobNodes = items
+                default: queueNodes = items
+                }
             default:
                 let suggestion = suggest(key, among: Self.tables).map { " (did you mean \(tableSyntax($0))?)" } ?? ""
                 switch value {
@@ -95,12 +100,16 @@ final class Validation {
         let jobResults = jobNodes.enumerated().map { job($1, index: $0, pools: declared) }
         checkDuplicates(jobResults.map { ($0.name, $0.nameLine) }, what: "job")
         let jobs = jobResults.compactMap(\.settings)
+        let queueResults = queueNodes.enumerated().map { queue($1, index: $0, pools: declared, jobs: jobs) }
+        checkDuplicates(queueResults.map { ($0.name, $0.line) }, what: "queue")
+        let queues = queueResults.compactMap(\.2)
         guard errors.isEmpty else { return nil }
-        return Config(path: file, daemon: daemon, access: access, metrics: metrics, pools: pools, jobs: jobs, warnings: warnings)
+        return Config(
+            path: file, daemon: daemon, access: access, metrics: metrics, pools: pools, jobs: jobs, queues: queues, warnings: warnings)
     }
 
     private func tableSyntax(_ name: String) -> String {
-        name == "pool" || name == "job" ? "[[\(name)]]" : "[\(name)]"
+        ["pool", "job", "queue"].contains(name) ? "[[\(name)]]" : "[\(name)]"
     }
 
     /// Reports every name declared again, at the later declaration.

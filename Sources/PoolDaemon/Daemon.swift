@@ -73,8 +73,10 @@ public final class Daemon: Sendable {
                 try await endpoint.start(config.metrics, file: config.path)
                 context.attach(endpoint)
                 for settings in config.pools { context.pools.add(try factory.make(settings)) }
+                let queues = try QueueRunner(config: config, context: context)
+                context.attach(queues)
                 served = context
-                try await serve(context, loops: loops, endpoint: endpoint)
+                try await serve(context, loops: loops, endpoint: endpoint, queues: queues)
             }
         }
     }
@@ -92,7 +94,7 @@ public final class Daemon: Sendable {
     /// triggers the group's graceful shutdown; `maximumGracefulShutdownDuration` is the
     /// backstop should any service not end by itself: past it, the group cancels them.
     private func serve(
-        _ context: DaemonContext, loops: MultiThreadedEventLoopGroup, endpoint: MetricsServer<ContinuousClock>
+        _ context: DaemonContext, loops: MultiThreadedEventLoopGroup, endpoint: MetricsServer<ContinuousClock>, queues: QueueRunner
     ) async throws {
         let router = JobRouter(context: context)
         let server = ControlServer(router: router, loops: loops, clock: ContinuousClock())
@@ -103,6 +105,8 @@ public final class Daemon: Sendable {
                 .init(service: JobTimer(jobs: context.jobs, loops: loops)),
                 .init(service: StatusReporter(context: context)),
                 .init(service: PoolSupervisor(context: context)),
+                // After the pools: the queues hand their jobs back before the pools close.
+                .init(service: QueueService(runner: queues)),
                 // After the control server: it stops later, so /healthz says 503 while jobs finish.
                 .init(service: endpoint),
                 .init(service: server),

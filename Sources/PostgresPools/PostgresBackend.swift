@@ -59,10 +59,18 @@ package struct PostgresBackend: PoolBackend {
     }
 
     package func open() async throws -> PostgresSession {
+        try await open(onNotification: nil)
+    }
+
+    /// A connection outside the pool (a durable queue host's own), whose NotificationResponses
+    /// go to `onNotification` (channel, payload).
+    package func open(onNotification: (@Sendable (String, String) -> Void)?) async throws -> PostgresSession {
         let password = try await withTaskExecutorPreference(files) { try readPassword() }
-        guard !clientCheckRefused.isSet else { return try await open(password: password, checkingClient: false) }
+        guard !clientCheckRefused.isSet else {
+            return try await open(password: password, checkingClient: false, onNotification: onNotification)
+        }
         do {
-            return try await open(password: password, checkingClient: true)
+            return try await open(password: password, checkingClient: true, onNotification: onNotification)
         } catch let refused as ClientCheckRefused {
             if clientCheckRefused.set() {
                 logger.notice(
@@ -71,13 +79,15 @@ package struct PostgresBackend: PoolBackend {
                         "error": "\(refused.message)", "consequence": "a statement running when poold dies keeps its locks until it ends",
                     ])
             }
-            return try await open(password: password, checkingClient: false)
+            return try await open(password: password, checkingClient: false, onNotification: onNotification)
         }
     }
 
     /// One connection, with `clientCheck` among its startup parameters if `checkingClient`;
     /// throws `ClientCheckRefused` if the server refused exactly that parameter.
-    private func open(password: String?, checkingClient: Bool) async throws -> PostgresSession {
+    private func open(
+        password: String?, checkingClient: Bool, onNotification: (@Sendable (String, String) -> Void)?
+    ) async throws -> PostgresSession {
         var configuration = WireConnection.Configuration(
             address: target.address, user: target.user, database: target.database ?? target.user, password: password)
         configuration.applicationName = settings.applicationName
@@ -92,6 +102,7 @@ package struct PostgresBackend: PoolBackend {
             configuration.startupParameters = [Self.clientCheck]
         }
         configuration.onNotice = { [notices] fields in notices.log(fields) }
+        configuration.onNotification = onNotification
         let client: WireClient
         do {
             client = try await WireClient.connect(configuration, on: group.next())
@@ -196,7 +207,7 @@ package struct PostgresBackend: PoolBackend {
 
     /// An error in words: the server's message for a server error, the underlying cause for a
     /// connection error.
-    static func describe(_ error: any Error) -> String {
+    package static func describe(_ error: any Error) -> String {
         if let server = ServerError(error) { return server.text }
         if let wire = error as? WireError { return wire.description }
         if let channel = error as? ChannelError, case .connectTimeout(let amount) = channel {

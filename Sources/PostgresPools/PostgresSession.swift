@@ -22,7 +22,7 @@ package final class PostgresSession: Sendable {
     static let cancelGrace: Duration = .seconds(3)
     static let tooManyRows = "the result has more than \(maxRows) rows; add a LIMIT or page through it"
 
-    let client: WireClient
+    package let client: WireClient
     let key: BackendMessage.BackendKey
     let target: PostgresTarget
     private let control = Mutex(Control())
@@ -78,6 +78,56 @@ package final class PostgresSession: Sendable {
         }
         await settleCancels()
         return results
+    }
+
+    /// Runs a durable job's statements and then `completion` (its fenced completion) as one
+    /// pipeline: one write, one implicit transaction, committed at its Sync only if every
+    /// statement and the completion succeeded. A failure of the completion comes back as a
+    /// `BatchFailure` whose index is `statements.count`. Stops and failures leave the connection
+    /// as `run` does.
+    package func runCompleting(
+        _ statements: [SQLStatement], completion: (sql: String, params: [String?]), stop: (any StopSource)?
+    ) async throws -> [StatementResult] {
+        control.withLock { $0 = Control() }
+        stop?.onStop { [self] in requestStop() }
+        defer { stop?.onStop(nil) }
+        do {
+            let results = try await withTaskCancellationHandler {
+                try await pipeline(statements, completion: completion)
+            } onCancel: {
+                requestStop()
+            }
+            await settleCancels()
+            return results
+        } catch {
+            let failure: any Error
+            if let pipeline = error as? PipelineStateMachine.Failure {
+                failure = Self.failure(pipeline.failure, index: pipeline.index)
+            } else {
+                failure = Self.failure(error, index: nil)
+            }
+            try await rollBack(after: failure)
+            throw failure
+        }
+    }
+
+    private func pipeline(_ statements: [SQLStatement], completion: (sql: String, params: [String?])) async throws -> [StatementResult] {
+        try beginStatement()
+        defer { endStatement() }
+        var typed = false
+        while true {
+            let queries = statements.map { StatementQuery(params: $0.params, typed: typed) }
+            var wire = zip(statements, queries).map { statement, query in
+                WireStatement(statement.sql, declaring: typed ? PostgresValues.declaredTypes(statement.params) : [], query)
+            }
+            wire.append(WireStatement(completion.sql, TextQuery(completion.params)))
+            do {
+                let outcomes = try await client.runPipeline(wire)
+                return try zip(queries, outcomes).map { try $0.result($1) }
+            } catch is ParametersDoNotFit where !typed {
+                typed = true  // as `execute` does: once more with the values' own types
+            }
+        }
     }
 
     /// One statement: its columns (even with no rows), rows and, for a write, rows changed.
@@ -160,7 +210,7 @@ package final class PostgresSession: Sendable {
         Self.failure(error, index: index)
     }
 
-    static func failure(_ error: any Error, index: Int?) -> any Error {
+    package static func failure(_ error: any Error, index: Int?) -> any Error {
         if var batch = error as? BatchFailure {
             batch.index = batch.index ?? index
             return batch

@@ -30,7 +30,8 @@ func refusal(bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) 
     }
 }
 
-let validOps = "ping, status, pools, jobs, stats, metrics, run, cancel, pause, resume, resize, reload, drain"
+let validOps =
+    "ping, status, pools, jobs, stats, metrics, run, cancel, pause, resume, resize, reload, drain, enqueue, queues, job_status, job_cancel"
 
 @Suite("Request decoding")
 struct RequestDecoderTests {

@@ -9,23 +9,25 @@ import Testing
         expectError(
             "[daemon]\n\n[pools]\nname = \"x\"\n",
             "poold.toml:3: unknown table [pools] (did you mean [[pool]]?); "
-                + "valid tables are [daemon], [access], [metrics], [[pool]] and [[job]]"
+                + "valid tables are [daemon], [access], [metrics], [[pool]], [[job]] and [[queue]]"
         )
         expectError(
             "[[jobz]]\nname = \"x\"\n",
             "poold.toml:1: unknown table [[jobz]] (did you mean [[job]]?); "
-                + "valid tables are [daemon], [access], [metrics], [[pool]] and [[job]]"
+                + "valid tables are [daemon], [access], [metrics], [[pool]], [[job]] and [[queue]]"
         )
         expectError(
             "[logging]\nlevel = \"debug\"\n",
-            "poold.toml:1: unknown table [logging]; valid tables are [daemon], [access], [metrics], [[pool]] and [[job]]"
+            "poold.toml:1: unknown table [logging]; "
+                + "valid tables are [daemon], [access], [metrics], [[pool]], [[job]] and [[queue]]"
         )
     }
 
     @Test func topLevelKeysAreRefused() {
         expectError(
             "# settings\ncontrol_socket = \"/x\"\n",
-            "poold.toml:2: unknown top-level key \"control_socket\"; settings belong in [daemon], [access], [metrics], [[pool]] and [[job]]"
+            "poold.toml:2: unknown top-level key \"control_socket\"; settings belong in "
+                + "[daemon], [access], [metrics], [[pool]], [[job]] and [[queue]]"
         )
     }
 

@@ -1,0 +1,469 @@
+import ControlProtocol
+import DaemonRuntime
+import DurableQueues
+import Logging
+import PoolConfig
+import PoolCore
+import PoolKit
+import PostgresPools
+import PostgresWire
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// This poold as one host of the durable queues kept in one store (a postgres pool's database
+/// and a schema; docs/QUEUES.md).
+///
+/// The host holds a connection of its own, outside the pool, for everything that must not
+/// wait behind jobs: its lease (renewed every second), LISTEN, fetching, rescuing other hosts'
+/// jobs, exec jobs' completions and failures, and housekeeping. Jobs run on the pools' own
+/// resources: a SQL job on a connection of the store's pool, in one transaction with its fenced
+/// completion; an exec job on a worker.
+package final class QueueHost: Sendable {
+    /// The lease's length: another host rescues this one's jobs once it has not renewed for this long.
+    static let leaseSeconds = 5
+    static let renewEvery: Duration = .seconds(1)
+    static let tick: Duration = .milliseconds(50)
+    /// An enqueue wakes other hosts at most this often per queue (the rest of the window's
+    /// enqueues are announced once at its end).
+    static let notifyWindow: Duration = .milliseconds(50)
+    static let retentionBatch = 1000
+
+    let store: String
+    let schema: String
+    let queues: [QueueSettings]
+    let api: QueueStore
+    let context: DaemonContext
+    let backend: PostgresBackend
+    let bells: [String: Doorbell]
+    let logger: Logger
+    private let state = Mutex(HostState())
+    /// Durable jobs running on this host.
+    let running = AsyncCounter()
+    /// Opened when this host has begun to stop.
+    private let stopping = Latch()
+    /// The maintenance loop waits on this for its tick, and for the end.
+    private let maintenance = Doorbell()
+
+    struct Running: Sendable {
+        var queue: String
+        var attempt: Int
+        var epoch: Int64
+        var signal: StopSignal
+    }
+
+    struct PendingFailure: Sendable {
+        var id: Int64
+        var attempt: Int
+        var epoch: Int64
+        var error: String
+    }
+
+    struct HostState: Sendable {
+        var client: WireClient?
+        var epoch: Int64?
+        /// Why the store cannot be used (its schema is newer than this poold), for replies.
+        var problem: String?
+        var running: [Int64: Running] = [:]
+        var runningByQueue: [String: Int] = [:]
+        var completions: [QueueStore.Completion] = []
+        var failures: [PendingFailure] = []
+        /// Queues whose fetchers have something to look at (a NOTIFY, a poll, a local enqueue).
+        var woken: Set<String> = []
+        var lastNotify: [String: ContinuousClock.Instant] = [:]
+        var pendingNotify: Set<String> = []
+        var finished = false
+        var leader = false
+        var counters: [String: [String: Int]] = [:]
+    }
+
+    init(store: String, schema: String, queues: [QueueSettings], backend: PostgresBackend, context: DaemonContext) {
+        self.store = store
+        self.schema = schema
+        self.queues = queues
+        self.api = QueueStore(schema: schema)
+        self.context = context
+        self.backend = backend
+        self.bells = Dictionary(uniqueKeysWithValues: queues.map { ($0.name, Doorbell()) })
+        var logger = context.logger
+        logger[metadataKey: "store"] = "\(store)"
+        self.logger = logger
+    }
+
+    var client: WireClient? { state.withLock { $0.client } }
+    var problem: String? { state.withLock { $0.problem } }
+    var isUp: Bool { state.withLock { $0.client != nil && $0.epoch != nil } }
+
+    /// Jobs of `queue` running here.
+    func runningCount(_ queue: String) -> Int { state.withLock { $0.runningByQueue[queue] ?? 0 } }
+
+    /// Counts of outcomes since start, by queue.
+    var counters: [String: [String: Int]] { state.withLock { $0.counters } }
+
+    // MARK: Running
+
+    /// Runs until poold stops: then stops fetching, gives running jobs the shutdown grace,
+    /// stops the rest, hands every unfinished job back and deletes its lease.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.maintain() }
+            group.addTask {
+                await withDiscardingTaskGroup { work in
+                    for queue in self.queues { work.addTask { await self.fetchLoop(queue) } }
+                    work.addTask { await self.stopWhenAsked() }
+                }
+                await self.leave()
+                self.state.withLock { $0.finished = true }
+                self.maintenance.ring()
+            }
+        }
+    }
+
+    private func stopWhenAsked() async {
+        try? await context.lifecycle.waitForStopRequest()
+        stopping.open()
+        for bell in bells.values { bell.ring() }
+        let (running, lifecycle) = (running, context.lifecycle)
+        try? await withTimeout(context.config.daemon.shutdownGrace, clock: ContinuousClock()) {
+            try await firstOf({ try await running.waitForZero() }, { try await lifecycle.waitForGraceSkipped() })
+        }
+        let left = state.withLock { $0.running.values.map(\.signal) }
+        if !left.isEmpty {
+            logger.notice("stopping durable jobs that outlived the grace; they are handed back", metadata: ["jobs": "\(left.count)"])
+        }
+        for signal in left { signal.fire(.shutdown) }
+    }
+
+    /// Writes what is pending, hands back this host's unfinished jobs (attempt not counted, at
+    /// once available to other hosts) and deletes its lease. When the store cannot be reached,
+    /// the jobs are rescued by other hosts once the lease expires.
+    private func leave() async {
+        for attempt in 0..<30 {
+            if let client, let epoch = state.withLock({ $0.epoch }) {
+                do {
+                    try await flush(on: client)
+                    let handed = try await api.handBack(epoch: epoch, on: client)
+                    state.withLock { $0.epoch = nil }
+                    logger.notice(
+                        "durable queues left", metadata: ["handed_back": "\(handed)", "epoch": "\(epoch)", "event": "queue_host_left"])
+                    return
+                } catch {
+                    logger.warning("could not hand jobs back yet", metadata: ["error": "\(describe(error))", "attempt": "\(attempt + 1)"])
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+            if attempt == 0 && state.withLock({ $0.epoch == nil }) { return }
+        }
+        logger.warning(
+            "could not hand jobs back: the store is unreachable; other hosts rescue them when this host's lease expires",
+            metadata: ["lease_seconds": "\(Self.leaseSeconds)"])
+    }
+
+    // MARK: The host's connection
+
+    /// Connects (again after any failure), keeps the lease, rescues, flushes completions and
+    /// failures, announces enqueues, deletes finished jobs past retention; until `leave` is done.
+    private func maintain() async {
+        var delay: Duration = .milliseconds(200)
+        var reported = false
+        while !state.withLock({ $0.finished }) {
+            let client: WireClient
+            do {
+                client = try await connect()
+                delay = .milliseconds(200)
+                if reported { logger.notice("queue store reachable again", metadata: ["event": "queue_store_recovered"]) }
+                reported = false
+            } catch {
+                if !reported {
+                    logger.warning(
+                        "cannot reach the queue store; retrying", metadata: ["error": "\(describe(error))", "event": "queue_store_down"])
+                    reported = true
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+                continue
+            }
+            await tend(client)
+            state.withLock { if $0.client === client { $0.client = nil } }
+            await client.close()
+        }
+    }
+
+    private func connect() async throws -> WireClient {
+        let session = try await backend.open { [weak self] channel, payload in self?.notified(channel: channel, payload: payload) }
+        let client = session.client
+        do {
+            if state.withLock({ $0.epoch == nil }) {
+                let outcome = try await QueueSchema.migrate(client, schema: schema)
+                switch outcome {
+                case .created(let version):
+                    logger.notice("created the durable queues' schema", metadata: ["schema": "\(schema)", "version": "\(version)"])
+                case .migrated(let from, let to):
+                    logger.notice(
+                        "migrated the durable queues' schema", metadata: ["schema": "\(schema)", "from": "\(from)", "to": "\(to)"])
+                case .current:
+                    break
+                }
+            }
+            _ = try await client.execute("LISTEN " + QueueSchema.quoted(api.wakeChannel))
+            _ = try await client.execute("LISTEN " + QueueSchema.quoted(api.cancelChannel))
+            let previous = state.withLock { $0.epoch }
+            var epoch = previous
+            if let old = previous, try await !api.renew(epoch: old, seconds: Self.leaseSeconds, on: client) {
+                epoch = nil
+                leaseLost(old)
+            }
+            if epoch == nil {
+                epoch = try await api.register(host: Self.hostName, pid: Int(getpid()), seconds: Self.leaseSeconds, on: client)
+                logger.info("queue host registered", metadata: ["epoch": "\(epoch ?? 0)", "schema": "\(schema)"])
+            }
+            let leader = try await api.tryLead(on: client)
+            state.withLock {
+                $0.client = client
+                $0.epoch = epoch
+                $0.problem = nil
+                $0.leader = leader
+                $0.woken.formUnion(queues.map(\.name))
+            }
+            for bell in bells.values { bell.ring() }
+            return client
+        } catch let refused as QueueSchema.Refused {
+            state.withLock { $0.problem = refused.description }
+            logger.error("the durable queues' schema cannot be used", metadata: ["error": "\(refused.description)"])
+            await client.close()
+            throw refused
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// The lease expired and was rescued by another host: every job running under it is being
+    /// retried elsewhere, so it is stopped here (its completion would be refused anyway).
+    private func leaseLost(_ epoch: Int64) {
+        let signals = state.withLock { state in
+            state.epoch = nil
+            return state.running.values.filter { $0.epoch == epoch }.map(\.signal)
+        }
+        logger.warning(
+            "this host's lease expired and its jobs were rescued; stopping them here",
+            metadata: ["epoch": "\(epoch)", "jobs": "\(signals.count)", "event": "queue_lease_lost"])
+        for signal in signals { signal.fire(.cancelled(by: "the lease expiring")) }
+    }
+
+    /// The connection's life: every tick, what is pending; every second, the lease, rescues,
+    /// housekeeping and a poll of every queue.
+    private func tend(_ client: WireClient) async {
+        var lastRenewal = ContinuousClock.now
+        var lastStats = ContinuousClock.now - .seconds(10)
+        while !client.isClosed {
+            if state.withLock({ $0.finished }) { return }
+            do {
+                try await flush(on: client)
+                let now = ContinuousClock.now
+                if now - lastRenewal >= Self.renewEvery {
+                    lastRenewal = now
+                    try await everySecond(client)
+                }
+                if now - lastStats >= .seconds(5) {
+                    lastStats = now
+                    await refreshGauges(client)
+                }
+            } catch {
+                logger.warning("the queue store's connection failed", metadata: ["error": "\(describe(error))"])
+                client.abort()
+                return
+            }
+            try? await Task.sleep(for: Self.tick)
+        }
+    }
+
+    private func everySecond(_ client: WireClient) async throws {
+        if let epoch = state.withLock({ $0.epoch }), try await !api.renew(epoch: epoch, seconds: Self.leaseSeconds, on: client) {
+            leaseLost(epoch)
+            let new = try await api.register(host: Self.hostName, pid: Int(getpid()), seconds: Self.leaseSeconds, on: client)
+            state.withLock { $0.epoch = new }
+        }
+        let rescued = try await api.rescue(on: client)
+        if rescued > 0 {
+            logger.notice("rescued jobs of hosts whose lease expired", metadata: ["jobs": "\(rescued)", "event": "queue_rescued"])
+        }
+        if !state.withLock({ $0.leader }) {
+            let leader = try await api.tryLead(on: client)
+            state.withLock { $0.leader = leader }
+        }
+        if state.withLock({ $0.leader }) {
+            for queue in queues {
+                let seconds = Int(queue.retention.components.seconds)
+                // A few batches a second at most: housekeeping must not crowd out the lease.
+                for _ in 0..<5 {
+                    let deleted = try await api.deleteFinished(
+                        olderThan: seconds, batch: Self.retentionBatch, queue: queue.name, on: client)
+                    if deleted < Self.retentionBatch { break }
+                }
+            }
+        }
+        state.withLock { $0.woken.formUnion(queues.map(\.name)) }
+        for bell in bells.values { bell.ring() }
+    }
+
+    /// Completions of exec jobs, failures, and wake-ups that were held back.
+    private func flush(on client: WireClient) async throws {
+        let (completions, failures, notify) = state.withLock { state in
+            let taken = (state.completions, state.failures, state.pendingNotify)
+            state.completions = []
+            state.failures = []
+            state.pendingNotify = []
+            return taken
+        }
+        do {
+            if !completions.isEmpty { _ = try await api.completeAll(completions, on: client) }
+        } catch {
+            state.withLock { $0.completions.append(contentsOf: completions) }
+            state.withLock { $0.failures.append(contentsOf: failures) }
+            throw error
+        }
+        for (index, failure) in failures.enumerated() {
+            do {
+                _ = try await api.fail(job: failure.id, attempt: failure.attempt, epoch: failure.epoch, error: failure.error, on: client)
+            } catch {
+                state.withLock { $0.failures.append(contentsOf: failures[index...]) }
+                throw error
+            }
+        }
+        if !notify.isEmpty {
+            try await api.notify(queues: Array(notify), on: client)
+            let now = ContinuousClock.now
+            state.withLock { state in for queue in notify { state.lastNotify[queue] = now } }
+        }
+    }
+
+    private func notified(channel: String, payload: String) {
+        if channel == api.wakeChannel {
+            guard let bell = bells[payload] else { return }
+            state.withLock { _ = $0.woken.insert(payload) }
+            bell.ring()
+        } else if channel == api.cancelChannel, let id = Int64(payload) {
+            let signal = state.withLock { $0.running[id]?.signal }
+            signal?.fire(.cancelled(by: "job_cancel"))
+        }
+    }
+
+    // MARK: Fetching
+
+    /// Takes jobs of `queue` while this host has room for them, runs each in a child task.
+    private func fetchLoop(_ queue: QueueSettings) async {
+        guard let bell = bells[queue.name] else { return }
+        await withDiscardingTaskGroup { jobs in
+            var mayHaveMore = true
+            while !stopping.isOpen {
+                let (client, epoch, free, woken) = state.withLock { state in
+                    (
+                        state.client, state.epoch, queue.concurrency - (state.runningByQueue[queue.name] ?? 0),
+                        state.woken.contains(queue.name)
+                    )
+                }
+                guard let client, let epoch, free > 0, mayHaveMore || woken else {
+                    await bell.wait()
+                    continue
+                }
+                let completions = state.withLock { state in
+                    state.woken.remove(queue.name)
+                    let taken = state.completions
+                    state.completions = []
+                    return taken
+                }
+                let taken: [QueueStore.Taken]
+                do {
+                    taken = try await api.completeAndFetch(completions, queue: queue.name, demand: free, epoch: epoch, on: client)
+                } catch {
+                    state.withLock { $0.completions.append(contentsOf: completions) }
+                    mayHaveMore = true
+                    if !client.isClosed {
+                        logger.warning("fetching failed", metadata: ["queue": "\(queue.name)", "error": "\(describe(error))"])
+                    }
+                    await bell.wait()
+                    continue
+                }
+                mayHaveMore = taken.count == free
+                for job in taken {
+                    let signal = StopSignal()
+                    state.withLock { state in
+                        state.running[job.id] = Running(queue: queue.name, attempt: job.attempt, epoch: epoch, signal: signal)
+                        state.runningByQueue[queue.name, default: 0] += 1
+                    }
+                    _ = running.tryEnter()
+                    jobs.addTask {
+                        await self.execute(job, queue: queue, epoch: epoch, signal: signal)
+                        self.state.withLock { state in
+                            state.running[job.id] = nil
+                            state.runningByQueue[queue.name, default: 1] -= 1
+                        }
+                        self.running.leave()
+                        bell.ring()
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Local enqueues
+
+    /// After an enqueue on this host committed: this host's fetchers look at once.
+    func enqueued(_ queues: Set<String>) {
+        state.withLock { $0.woken.formUnion(queues) }
+        for queue in queues { bells[queue]?.ring() }
+    }
+
+    /// Which of `queues` this enqueue should announce to other hosts itself (NOTIFY in its
+    /// transaction); the others, announced within the window already, are announced at its end.
+    func claimNotifications(_ queues: Set<String>) -> [String] {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            var claimed: [String] = []
+            for queue in queues {
+                if let last = state.lastNotify[queue], now - last < Self.notifyWindow {
+                    state.pendingNotify.insert(queue)
+                } else {
+                    state.lastNotify[queue] = now
+                    claimed.append(queue)
+                }
+            }
+            return claimed
+        }
+    }
+
+    // MARK: Recording outcomes
+
+    func completed(_ completion: QueueStore.Completion) {
+        state.withLock { $0.completions.append(completion) }
+    }
+
+    func failed(_ failure: PendingFailure) {
+        state.withLock { $0.failures.append(failure) }
+    }
+
+    func count(_ queue: String, _ outcome: String) {
+        state.withLock { $0.counters[queue, default: [:]][outcome, default: 0] += 1 }
+        context.metrics.queueCollectors(for: queue).count(outcome)
+    }
+
+    private func refreshGauges(_ client: WireClient) async {
+        guard let stats = try? await api.stats(queues: queues.map(\.name), window: 10, on: client) else { return }
+        for (queue, figures) in stats {
+            context.metrics.queueCollectors(for: queue).set(figures, running: runningCount(queue))
+        }
+    }
+
+    static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+
+    func describe(_ error: any Error) -> String {
+        PostgresBackend.describe(error)
+    }
+}
