@@ -159,15 +159,32 @@ package struct QueueStore: Sendable {
     }
 
     /// A stopping host's unfinished jobs back to available at once, without counting the
-    /// attempt, and its lease deleted. The number of jobs handed back.
-    package func handBack(epoch: Int64, on client: WireClient) async throws -> Int {
-        let outcomes = try await client.runPipeline([
-            WireStatement(
-                "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL "
-                    + "WHERE lease = $1::bigint AND state = 'running'",
-                TextQuery([String(epoch)])),
-            WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextQuery([String(epoch)])),
-        ])
+    /// attempt, and its lease deleted; the other hosts of `queues` are woken to take them. The
+    /// number of jobs handed back.
+    package func handBack(epoch: Int64, queues: [String] = [], on client: WireClient) async throws -> Int {
+        let outcomes = try await client.runPipeline(
+            [
+                WireStatement(
+                    "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL "
+                        + "WHERE lease = $1::bigint AND state = 'running'",
+                    TextQuery([String(epoch)])),
+                WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextQuery([String(epoch)])),
+            ] + queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
+        return Self.count(outcomes.first?.tag)
+    }
+
+    /// After a reconnect: jobs marked running under this host's (still live) lease that it does
+    /// not run, because the fetch that took them committed but its answer was lost with the
+    /// connection. They go back to available, the attempt not counted (they never started).
+    package func releaseStrays(epoch: Int64, running: [Int64], queues: [String], on client: WireClient) async throws -> Int {
+        let list = "{" + running.map(String.init).joined(separator: ",") + "}"
+        let outcomes = try await client.runPipeline(
+            [
+                WireStatement(
+                    "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL "
+                        + "WHERE lease = $1::bigint AND state = 'running' AND NOT (id = ANY($2::bigint[]))",
+                    TextQuery([String(epoch), list]))
+            ] + queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
         return Self.count(outcomes.first?.tag)
     }
 

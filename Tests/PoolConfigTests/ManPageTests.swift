@@ -20,7 +20,7 @@ struct ManPageTests {
         }
         let keys =
             Validation.daemonKeys + Validation.accessKeys + Validation.metricsKeys + Validation.commonPoolKeys
-            + Validation.poolKeysByKind.values.flatMap { $0 } + Validation.jobKeys
+            + Validation.poolKeysByKind.values.flatMap { $0 } + Validation.jobKeys + Validation.queueKeys
         for key in Set(keys) {
             #expect(documented.contains(key), "man/poold.toml.5 does not document \(key)")
         }

@@ -55,6 +55,12 @@ extension JobRouter {
             return Reply.error(id: id, code: .backend, message: "the queues' store pool is not running; see poold's log")
         }
         if let problem = host.problem { return Reply.error(id: id, code: .backend, message: problem) }
+        guard host.isMigrated else {
+            return Reply.error(
+                id: id, code: .backend,
+                message: "the queue store (pool \"\(host.store)\") has not been reached since poold started, so its schema is not "
+                    + "known to be there yet; retry, and see poold's log")
+        }
         let queues = Set(rows.map(\.queue))
         let notify = host.claimNotifications(queues)
         let api = host.api

@@ -75,6 +75,8 @@ package final class QueueHost: Sendable {
         var lastNotify: [String: ContinuousClock.Instant] = [:]
         var pendingNotify: Set<String> = []
         var finished = false
+        /// The schema has been found current (or made so) since start.
+        var migrated = false
         var leader = false
         var counters: [String: [String: Int]] = [:]
     }
@@ -95,6 +97,7 @@ package final class QueueHost: Sendable {
     var client: WireClient? { state.withLock { $0.client } }
     var problem: String? { state.withLock { $0.problem } }
     var isUp: Bool { state.withLock { $0.client != nil && $0.epoch != nil } }
+    var isMigrated: Bool { state.withLock { $0.migrated } }
 
     /// Jobs of `queue` running here.
     func runningCount(_ queue: String) -> Int { state.withLock { $0.runningByQueue[queue] ?? 0 } }
@@ -144,7 +147,7 @@ package final class QueueHost: Sendable {
             if let client, let epoch = state.withLock({ $0.epoch }) {
                 do {
                     try await flush(on: client)
-                    let handed = try await api.handBack(epoch: epoch, on: client)
+                    let handed = try await api.handBack(epoch: epoch, queues: queues.map(\.name), on: client)
                     state.withLock { $0.epoch = nil }
                     logger.notice(
                         "durable queues left", metadata: ["handed_back": "\(handed)", "epoch": "\(epoch)", "event": "queue_host_left"])
@@ -206,14 +209,23 @@ package final class QueueHost: Sendable {
                 case .current:
                     break
                 }
+                state.withLock { $0.migrated = true }
             }
             _ = try await client.execute("LISTEN " + QueueSchema.quoted(api.wakeChannel))
             _ = try await client.execute("LISTEN " + QueueSchema.quoted(api.cancelChannel))
             let previous = state.withLock { $0.epoch }
             var epoch = previous
-            if let old = previous, try await !api.renew(epoch: old, seconds: Self.leaseSeconds, on: client) {
-                epoch = nil
-                leaseLost(old)
+            if let old = previous {
+                if try await api.renew(epoch: old, seconds: Self.leaseSeconds, on: client) {
+                    let mine = state.withLock { Array($0.running.keys) }
+                    let strays = try await api.releaseStrays(epoch: old, running: mine, queues: queues.map(\.name), on: client)
+                    if strays > 0 {
+                        logger.notice("handed back jobs whose fetch answer the lost connection took", metadata: ["jobs": "\(strays)"])
+                    }
+                } else {
+                    epoch = nil
+                    leaseLost(old)
+                }
             }
             if epoch == nil {
                 epoch = try await api.register(host: Self.hostName, pid: Int(getpid()), seconds: Self.leaseSeconds, on: client)
