@@ -55,6 +55,13 @@ extension Validation {
             )
         }
         guard !r.hasErrors, let name = read?.name, let store, let work else { return (read?.name, read?.line, nil) }
+        if let pool = pools.first(where: { $0.name == store })?.settings, pool.allowAdhoc {
+            warning(
+                line: r.line("store"), context: r.context,
+                "store \(tomlString(store)) allows ad-hoc SQL (allow_adhoc = true): any submitter's SQL on it can read and change the "
+                    + "queues' tables, other users' jobs included; set allow_adhoc = false there, or give the queues a store pool of "
+                    + "their own")
+        }
         let settings = QueueSettings(
             name: name, store: store, work: work, concurrency: concurrency ?? QueueSettings.defaultConcurrency,
             maxAttempts: maxAttempts ?? QueueSettings.defaultMaxAttempts, timeout: timeout ?? QueueSettings.defaultTimeout,

@@ -38,6 +38,11 @@ public struct JournalLogHandler: LogHandler {
         "stopped": "8557e4ebbd174c7390a5f909af451fd2",
         "pool_degraded": "04c31d33afb44ff8882c6fc1e710ae6d",
         "pool_recovered": "75a2ddb560a84a39b3d214845ce52f12",
+        "queue_store_down": "490bbe454b4c4f518620818a5e33c1fa",
+        "queue_store_recovered": "f0b46b67f33f42a9a9ec0b73febba273",
+        "queue_lease_lost": "0687025c967742679650bd1060db5584",
+        "queue_rescued": "17fb3ef817094200b5592deed74aba5b",
+        "durable_job_discarded": "54fea21fc7454e9b9ec060860ef8fad0",
     ]
 
     public static func priority(_ level: Logger.Level) -> Int {

@@ -14,12 +14,12 @@ import PoolCore
 struct Poolctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "poolctl",
-        abstract: "Control poold: status, jobs, statistics, reload, drain.",
+        abstract: "Control poold: status, jobs, statistics, reload, drain, durable queues.",
         discussion: "Exit codes: 0 ok, 1 the job or command failed, 2 usage, 3 poold unreachable, 4 timed out.",
         version: BuildInfo.description,
         subcommands: [
             Status.self, Pools.self, Jobs.self, Stats.self, Metrics.self, Top.self, Ping.self, Run.self,
-            Cancel.self, Pause.self, Resume.self, Resize.self, Reload.self, Drain.self,
+            Cancel.self, Pause.self, Resume.self, Resize.self, Reload.self, Drain.self, Enqueue.self, Job.self, Queues.self,
         ]
     )
 

@@ -28,10 +28,20 @@ struct AccessTests {
     /// poolctl as `user` (its own uid, primary and supplementary groups): status and JSON.
     static func poolctl(_ user: String, _ poolctl: String, _ socket: String, _ arguments: [String]) throws -> (status: Int32, reply: String)
     {
-        let result = try Program.run(
-            "/usr/bin/setpriv",
-            ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", poolctl, "--socket", socket, "--json"] + arguments)
-        return (result.status, result.out + result.err)
+        var attempts = 0
+        while true {
+            let result = try Program.run(
+                "/usr/bin/setpriv",
+                ["--reuid=\(user)", "--regid=\(user)", "--init-groups", "--", poolctl, "--socket", socket, "--json"] + arguments)
+            // The copy of poolctl was just written: a child another test forked at that moment
+            // may still hold it open for writing, and exec then fails with ETXTBSY until it execs.
+            if result.err.contains("Text file busy") && attempts < 20 {
+                attempts += 1
+                usleep(50_000)
+                continue
+            }
+            return (result.status, result.out + result.err)
+        }
     }
 
     @Test func everyRoleAgainstEveryOp() throws {
