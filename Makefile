@@ -8,7 +8,7 @@ FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test lint soak deps build bench bench-daemon fuzz install man deb clean
+.PHONY: run test lint soak deps build bench bench-daemon bench-queue fuzz install man deb clean
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -83,6 +83,14 @@ bench-daemon: deps
 	$(SWIFT) build --build-tests
 	cd $(BENCH_DIR) && $(SWIFT) build -c release --product PostgresDirect && $(SWIFT) build -c release --product WireClientBench
 	scripts/with-postgres.sh scripts/bench-daemon.sh
+
+# Durable queues (issue 18) against pgqueuer 1.6.0 (Python, asyncpg; pip-installed into .build/bench-venv for
+# this target only) on one throwaway cluster, one after the other: enqueue rates, completions/s at concurrency 8,
+# enqueue→start latency at 1k/s and 2k/s, a killed host's jobs restarting, and STEADY_SECONDS (600) at 1k/s;
+# then a table against the issue's targets (scripts/bench-queue.sh). STEADY_SECONDS=60 for a quick look.
+bench-queue: deps
+	$(SWIFT) build -c release --product poold
+	STEADY_SECONDS=$${STEADY_SECONDS:-600} scripts/with-postgres.sh scripts/bench-queue.sh
 
 # libFuzzer + AddressSanitizer on untrusted input, in their own package (Fuzz/) so that
 # `make test` never builds them: FuzzRequest (RequestDecoder.decode, one control-protocol line),
