@@ -27,7 +27,7 @@ package final class StopSignal: StopSource {
 
     package init() {}
 
-    var reason: StopReason? { state.withLock { $0.reason } }
+    package var reason: StopReason? { state.withLock { $0.reason } }
 
     /// Fires the signal; the first reason wins, and the current stop action runs.
     package func fire(_ reason: StopReason) {

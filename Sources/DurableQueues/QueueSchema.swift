@@ -128,6 +128,20 @@ package enum QueueSchema {
                 END $$
                 """,
             ]
-        }
+        },
+        // 2: the fence without PL/pgSQL on the path of every job (`QueueStore.completion`):
+        // the function only raises, when the fence refused a completion.
+        { s in
+            [
+                """
+                CREATE FUNCTION \(s).fence_failed(job bigint, job_attempt int) RETURNS boolean
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    RAISE EXCEPTION 'job % attempt % is no longer this host''s to complete', job, job_attempt
+                        USING ERRCODE = 'P0001', HINT = 'it was rescued, cancelled or handed back meanwhile';
+                END $$
+                """
+            ]
+        },
     ]
 }

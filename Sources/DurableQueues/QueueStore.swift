@@ -206,7 +206,14 @@ package struct QueueStore: Sendable {
     /// `complete()` raises P0001 when the attempt is no longer this lease's, and the job's
     /// effects roll back with it.
     package func completion(job: Int64, attempt: Int, epoch: Int64) -> (sql: String, params: [String?]) {
-        ("SELECT \(s).complete($1::bigint, $2::int, $3::bigint, NULL)", [String(job), String(attempt), String(epoch)])
+        (
+            """
+            WITH done AS (
+                UPDATE \(s).jobs SET state = 'completed', finished_at = now()
+                WHERE id = $1::bigint AND state = 'running' AND attempt = $2::int AND lease = $3::bigint RETURNING id)
+            SELECT CASE WHEN EXISTS (SELECT 1 FROM done) THEN true ELSE \(s).fence_failed($1::bigint, $2::int) END
+            """, [String(job), String(attempt), String(epoch)]
+        )
     }
 
     /// A finished job's completion, for `completeAll`.
@@ -307,30 +314,38 @@ package struct QueueStore: Sendable {
         return (state, row[1] == "t")
     }
 
-    /// Per queue (of `queues`): jobs by state, the age of the oldest job that may run now, and
-    /// completions in the last `window` seconds.
+    /// Per queue (of `queues`): unfinished jobs by state, the age of the oldest job that may
+    /// run now, and jobs finished within the last `window` seconds, by how they finished. Read
+    /// through the partial indexes only: a count of every finished job would scan the whole
+    /// table, which retention keeps as large as a day of jobs.
     package func stats(queues: [String], window: Int, on client: WireClient) async throws -> [String: QueueStats] {
         let rows = TextQuery([String(window)])
-        _ = try await client.run(
-            """
-            SELECT queue, state, count(*),
-                   extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 * 1000,
-                   count(*) FILTER (WHERE finished_at > now() - make_interval(secs => $1::int))
-            FROM \(s).jobs GROUP BY queue, state
-            """, rows)
+        _ = try await client.runPipeline([
+            WireStatement(
+                """
+                SELECT queue, state, count(*),
+                       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 * 1000
+                FROM \(s).jobs WHERE state IN ('available', 'scheduled', 'retryable') GROUP BY queue, state
+                UNION ALL
+                SELECT queue, state, count(*), NULL FROM \(s).jobs WHERE state = 'running' GROUP BY queue, state
+                UNION ALL
+                SELECT queue, 'finished:' || state, count(*), NULL FROM \(s).jobs
+                WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at > now() - make_interval(secs => $1::int)
+                GROUP BY queue, state
+                """, rows)
+        ])
         var stats = Dictionary(uniqueKeysWithValues: queues.map { ($0, QueueStats()) })
-        for row in rows.rows where row.count == 5 {
+        for row in rows.rows where row.count == 4 {
             guard let queue = row[0] ?? nil, var entry = stats[queue], let state = row[1] ?? nil,
                 let count = (row[2] ?? nil).flatMap({ Int($0) })
             else { continue }
-            entry.counts[state] = count
-            if state == "available" || state == "retryable" || state == "scheduled",
-                let age = (row[3] ?? nil).flatMap({ Double($0) })
-            {
-                entry.oldestRunnableMs = max(entry.oldestRunnableMs, Int64(age))
+            if state.hasPrefix("finished:") {
+                entry.finishedRecently[String(state.dropFirst(9))] = count
+            } else {
+                entry.counts[state] = count
             }
-            if state == "completed", let recent = (row[4] ?? nil).flatMap({ Int($0) }) {
-                entry.completedRecently = recent
+            if let age = (row[3] ?? nil).flatMap({ Double($0) }) {
+                entry.oldestRunnableMs = max(entry.oldestRunnableMs, Int64(age))
             }
             stats[queue] = entry
         }
@@ -353,11 +368,13 @@ package struct QueueStore: Sendable {
 
 /// One queue's figures for `queues`.
 package struct QueueStats: Sendable, Equatable {
+    /// Unfinished jobs by state (scheduled, available, running, retryable).
     package var counts: [String: Int] = [:]
     /// The age of the oldest job that may run now (available, retryable or scheduled and due).
     package var oldestRunnableMs: Int64 = 0
-    /// Completions within the window asked for.
-    package var completedRecently = 0
+    /// Jobs finished within the window asked for, by how (completed, discarded, cancelled).
+    package var finishedRecently: [String: Int] = [:]
+    package var completedRecently: Int { finishedRecently["completed"] ?? 0 }
 }
 
 package struct StoreError: Error, Sendable, CustomStringConvertible {

@@ -119,7 +119,8 @@ package final class DaemonMetrics: Sendable {
         let oldest: Gauge
 
         static let outcomeNames = ["completed", "failed", "discarded", "superseded", "handed_back", "stopped"]
-        static let stateNames = ["scheduled", "available", "running", "retryable", "completed", "discarded", "cancelled"]
+        /// The unfinished states: finished jobs are counted by `outcomes` as they finish here.
+        static let stateNames = ["scheduled", "available", "running", "retryable"]
 
         func count(_ outcome: String) { outcomes[outcome]?.increment() }
 
@@ -140,7 +141,7 @@ package final class DaemonMetrics: Sendable {
                 helpText: "Durable job attempts that ended on this host, by queue and how they ended.")
             let jobs = MetricNameDescriptor(
                 namespace: "poold", subsystem: "queue", metricName: "jobs", unitName: "",
-                helpText: "Durable jobs in the store, by queue and state (refreshed every 5 s).")
+                helpText: "Unfinished durable jobs in the store, by queue and state (refreshed every 5 s).")
             let running = MetricNameDescriptor(
                 namespace: "poold", subsystem: "queue", metricName: "running_here", unitName: "",
                 helpText: "Durable jobs of the queue running on this host.")

@@ -84,7 +84,7 @@ struct Job: ParsableCommand {
 
 struct Queues: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the durable queues: jobs by state in the store, the oldest waiting job, completions per second.")
+        abstract: "Show the durable queues: unfinished jobs by state, the oldest waiting job, what finished lately.")
     @ParentCommand var root: Poolctl
     var connection: Connection { root.connection }
 
@@ -97,8 +97,8 @@ struct Queues: ParsableCommand {
         }
         var rows: [[String]] = []
         for case .object(let queue) in queues {
-            func count(_ state: String) -> String {
-                if case .object(let counts)? = queue["counts"], let value = counts[state] { return Format.text(value) }
+            func count(_ state: String, in key: String = "counts") -> String {
+                if case .object(let counts)? = queue[key], let value = counts[state] { return Format.text(value) }
                 return "?"
             }
             let oldest: String
@@ -109,7 +109,7 @@ struct Queues: ParsableCommand {
                 queue["name"].map(Format.text) ?? "?", queue["store"].map(Format.text) ?? "?", count("available"), count("scheduled"),
                 count("retryable"), count("running"),
                 "\(queue["running_here"].map(Format.text) ?? "?")/\(queue["concurrency"].map(Format.text) ?? "?")",
-                count("completed"), count("discarded"), count("cancelled"), oldest, rate,
+                count("discarded", in: "finished_last_10s"), count("cancelled", in: "finished_last_10s"), oldest, rate,
                 queue["store_reachable"] == .bool(true) ? "" : "store unreachable",
             ])
         }
@@ -117,7 +117,7 @@ struct Queues: ParsableCommand {
             Format.table(
                 rows,
                 header: [
-                    "QUEUE", "STORE", "AVAILABLE", "SCHEDULED", "RETRYABLE", "RUNNING", "HERE", "COMPLETED", "DISCARDED", "CANCELLED",
+                    "QUEUE", "STORE", "AVAILABLE", "SCHEDULED", "RETRYABLE", "RUNNING", "HERE", "DISCARDED/10S", "CANCELLED/10S",
                     "OLDEST", "DONE/S", "",
                 ]), terminator: "")
     }

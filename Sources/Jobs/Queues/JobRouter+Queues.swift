@@ -193,16 +193,13 @@ extension JobRouter {
         let window = 10
         var entries: [JSONValue] = []
         for host in runner.hosts {
-            var stats: [String: QueueStats]?
-            if let client = host.client {
-                stats = try? await host.api.stats(queues: host.queues.map(\.name), window: window, on: client)
-            }
+            let stats = await host.stats(window: window)
             let counters = host.counters
             for queue in host.queues {
                 var entry: JSONObject = [
                     "name": .string(queue.name), "store": .string(host.store), "schema": .string(host.schema),
                     "concurrency": .int(Int64(queue.concurrency)), "running_here": .int(Int64(host.runningCount(queue.name))),
-                    "store_reachable": .bool(stats != nil),
+                    "store_reachable": .bool(stats != nil && host.isUp),
                 ]
                 switch queue.work {
                 case .job(let job): entry["job"] = .string(job)
@@ -212,6 +209,11 @@ extension JobRouter {
                     var counts = JSONObject()
                     for state in DaemonMetrics.QueueCollectors.stateNames { counts[state] = .int(Int64(figures.counts[state] ?? 0)) }
                     entry["counts"] = .object(counts)
+                    var finished = JSONObject()
+                    for state in ["completed", "discarded", "cancelled"] {
+                        finished[state] = .int(Int64(figures.finishedRecently[state] ?? 0))
+                    }
+                    entry["finished_last_10s"] = .object(finished)
                     entry["oldest_runnable_ms"] = .int(figures.oldestRunnableMs)
                     entry["completed_per_second"] = .double(Double(figures.completedRecently) / Double(window))
                 }

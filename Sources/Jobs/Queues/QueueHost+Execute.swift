@@ -37,7 +37,7 @@ extension QueueHost {
         let (poolName, ending, timing) = await attempt(job, queue: queue, epoch: epoch, signal: signal)
         var metadata: Logger.Metadata = [
             "queue": "\(queue.name)", "durable_job_id": "\(job.id)", "attempt": "\(job.attempt)", "pool": "\(poolName)",
-            "exec_us": "\(timing.exec.microseconds)",
+            "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
         ]
         switch ending {
         case .completed(let result):

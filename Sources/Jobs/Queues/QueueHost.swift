@@ -79,6 +79,10 @@ package final class QueueHost: Sendable {
         var migrated = false
         var leader = false
         var counters: [String: [String: Int]] = [:]
+        /// Fetched jobs not started yet, by queue (see `prefetch`).
+        var ready: [String: [Ready]] = [:]
+        /// How long a job of each queue has lately taken here, a moving average.
+        var averageSeconds: [String: Double] = [:]
     }
 
     init(store: String, schema: String, queues: [QueueSettings], backend: PostgresBackend, context: DaemonContext) {
@@ -112,6 +116,16 @@ package final class QueueHost: Sendable {
     func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.maintain() }
+            // Apart from the host's connection: the store's pool may be busy (all its connections
+            // held by long jobs), and the lease must not wait for it.
+            group.addTask {
+                while !self.stopping.isOpen {
+                    await self.refreshGauges()
+                    // Five seconds, or until stopping: the host must not outlive its stop by a sleep.
+                    let stopping = self.stopping
+                    try? await withTimeout(.seconds(5), clock: ContinuousClock()) { try await stopping.wait() }
+                }
+            }
             group.addTask {
                 await withDiscardingTaskGroup { work in
                     for queue in self.queues { work.addTask { await self.fetchLoop(queue) } }
@@ -269,7 +283,6 @@ package final class QueueHost: Sendable {
     /// housekeeping and a poll of every queue.
     private func tend(_ client: WireClient) async {
         var lastRenewal = ContinuousClock.now
-        var lastStats = ContinuousClock.now - .seconds(10)
         while !client.isClosed {
             if state.withLock({ $0.finished }) { return }
             do {
@@ -278,10 +291,6 @@ package final class QueueHost: Sendable {
                 if now - lastRenewal >= Self.renewEvery {
                     lastRenewal = now
                     try await everySecond(client)
-                }
-                if now - lastStats >= .seconds(5) {
-                    lastStats = now
-                    await refreshGauges(client)
                 }
             } catch {
                 logger.warning("the queue store's connection failed", metadata: ["error": "\(describe(error))"])
@@ -365,19 +374,38 @@ package final class QueueHost: Sendable {
 
     // MARK: Fetching
 
-    /// Takes jobs of `queue` while this host has room for them, runs each in a child task.
+    /// A job taken from the store and not started yet: `prefetch` keeps a few per queue, so that
+    /// a finished job's slot goes to the next one at once instead of waiting for a fetch.
+    struct Ready: Sendable {
+        var job: QueueStore.Taken
+        var epoch: Int64
+        var signal: StopSignal
+    }
+
+    /// Jobs fetched ahead of free slots, for a queue whose jobs are short (they then wait at most
+    /// about one job's time; long jobs are left to other hosts): half the concurrency.
+    static func prefetch(_ queue: QueueSettings, averageSeconds: Double) -> Int {
+        averageSeconds < 0.05 ? max(1, queue.concurrency / 2) : 0
+    }
+
+    /// Takes jobs of `queue` while this host has room for them. A slot is a child task that runs
+    /// jobs one after the other, as long as fetched ones are ready; fetches refill the ready
+    /// jobs a batch at a time, since one fetch per finished job would cost the server a
+    /// statement and a transaction per job.
     private func fetchLoop(_ queue: QueueSettings) async {
         guard let bell = bells[queue.name] else { return }
-        await withDiscardingTaskGroup { jobs in
+        await withDiscardingTaskGroup { slots in
             var mayHaveMore = true
             while !stopping.isOpen {
-                let (client, epoch, free, woken) = state.withLock { state in
+                let (client, epoch, busy, ready, woken, average) = state.withLock { state in
                     (
-                        state.client, state.epoch, queue.concurrency - (state.runningByQueue[queue.name] ?? 0),
-                        state.woken.contains(queue.name)
+                        state.client, state.epoch, state.runningByQueue[queue.name] ?? 0, state.ready[queue.name]?.count ?? 0,
+                        state.woken.contains(queue.name), state.averageSeconds[queue.name] ?? 0
                     )
                 }
-                guard let client, let epoch, free > 0, mayHaveMore || woken else {
+                let room = queue.concurrency + Self.prefetch(queue, averageSeconds: average) - busy - ready
+                let batch = woken ? 1 : max(1, queue.concurrency / 4)
+                guard let client, let epoch, room >= batch, mayHaveMore || woken else {
                     await bell.wait()
                     continue
                 }
@@ -389,7 +417,7 @@ package final class QueueHost: Sendable {
                 }
                 let taken: [QueueStore.Taken]
                 do {
-                    taken = try await api.completeAndFetch(completions, queue: queue.name, demand: free, epoch: epoch, on: client)
+                    taken = try await api.completeAndFetch(completions, queue: queue.name, demand: room, epoch: epoch, on: client)
                 } catch {
                     state.withLock { $0.completions.append(contentsOf: completions) }
                     mayHaveMore = true
@@ -399,25 +427,79 @@ package final class QueueHost: Sendable {
                     await bell.wait()
                     continue
                 }
-                mayHaveMore = taken.count == free
-                for job in taken {
-                    let signal = StopSignal()
-                    state.withLock { state in
+                mayHaveMore = taken.count == room
+                let starting = state.withLock { state -> Int in
+                    for job in taken {
+                        let signal = StopSignal()
                         state.running[job.id] = Running(queue: queue.name, attempt: job.attempt, epoch: epoch, signal: signal)
-                        state.runningByQueue[queue.name, default: 0] += 1
+                        state.ready[queue.name, default: []].append(Ready(job: job, epoch: epoch, signal: signal))
                     }
-                    _ = running.tryEnter()
-                    jobs.addTask {
-                        await self.execute(job, queue: queue, epoch: epoch, signal: signal)
-                        self.state.withLock { state in
-                            state.running[job.id] = nil
-                            state.runningByQueue[queue.name, default: 1] -= 1
-                        }
-                        self.running.leave()
-                        bell.ring()
-                    }
+                    let idle = queue.concurrency - (state.runningByQueue[queue.name] ?? 0)
+                    let starting = min(idle, state.ready[queue.name]?.count ?? 0)
+                    state.runningByQueue[queue.name, default: 0] += starting
+                    return starting
+                }
+                // As jobs from control connections do: on the event loop of the pool they run on,
+                // where their connection's answers arrive, with no thread hop per statement.
+                let executor = context.pools.named(Self.pool(of: queue, config: context.config) ?? store)?.executor
+                for _ in 0..<starting {
+                    slots.addTask(executorPreference: executor) { await self.slot(queue, bell: bell) }
                 }
             }
+        }
+        // Stopping: jobs fetched and not started stay running under this host's lease, and
+        // `leave` hands them back with the rest.
+        state.withLock { state in
+            for ready in state.ready[queue.name] ?? [] { state.running[ready.job.id] = nil }
+            state.ready[queue.name] = []
+        }
+    }
+
+    /// The pool a queue's jobs run on.
+    static func pool(of queue: QueueSettings, config: Config) -> String? {
+        switch queue.work {
+        case .job(let name): config.job(named: name)?.pool
+        case .pool(let pool): pool
+        }
+    }
+
+    /// One slot of `queue`: runs ready jobs until there are none (or poold is stopping).
+    private func slot(_ queue: QueueSettings, bell: Doorbell) async {
+        while let next = takeReady(queue.name) {
+            _ = running.tryEnter()
+            let started = ContinuousClock.now
+            if let reason = next.signal.reason {
+                // Cancelled (job_cancel) or its lease lost while it waited: it never starts.
+                count(queue.name, "stopped")
+                logger.notice(
+                    "durable job stopped before it started",
+                    metadata: ["queue": "\(queue.name)", "durable_job_id": "\(next.job.id)", "reason": "\(reason)"])
+            } else {
+                await execute(next.job, queue: queue, epoch: next.epoch, signal: next.signal)
+            }
+            let took = started.duration(to: .now).components
+            let seconds = Double(took.seconds) + Double(took.attoseconds) / 1e18
+            state.withLock { state in
+                state.running[next.job.id] = nil
+                let old = state.averageSeconds[queue.name] ?? seconds
+                state.averageSeconds[queue.name] = old * 0.9 + seconds * 0.1
+            }
+            running.leave()
+            bell.ring()
+        }
+    }
+
+    /// The next ready job of `queue`, or nil (the slot ends) when there is none or poold is
+    /// stopping.
+    private func takeReady(_ name: String) -> Ready? {
+        state.withLock { state in
+            if !stopping.isOpen, var ready = state.ready[name], !ready.isEmpty {
+                let next = ready.removeFirst()
+                state.ready[name] = ready
+                return next
+            }
+            state.runningByQueue[name, default: 1] -= 1
+            return nil
         }
     }
 
@@ -462,8 +544,17 @@ package final class QueueHost: Sendable {
         context.metrics.queueCollectors(for: queue).count(outcome)
     }
 
-    private func refreshGauges(_ client: WireClient) async {
-        guard let stats = try? await api.stats(queues: queues.map(\.name), window: 10, on: client) else { return }
+    /// The queues' figures, read on a connection of the store's pool: counting a backlog takes
+    /// a while, and the host's own connection must not wait behind it to renew the lease.
+    func stats(window: Int) async -> [String: QueueStats]? {
+        guard let pool = context.pools.named(store) else { return nil }
+        return try? await pool.withPostgresSession(stop: StopSignal()) { session in
+            try await api.stats(queues: queues.map(\.name), window: window, on: session.client)
+        }
+    }
+
+    private func refreshGauges() async {
+        guard let stats = await stats(window: 10) else { return }
         for (queue, figures) in stats {
             context.metrics.queueCollectors(for: queue).set(figures, running: runningCount(queue))
         }
