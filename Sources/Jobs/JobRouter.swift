@@ -117,7 +117,8 @@ package struct JobRouter: Sendable {
                 Reply.exec(id: id, job: job, output: output, timing: timing)
             }
         case .enqueue(let durable, let isBatch):
-            return await enqueue(id: id, jobs: durable, isBatch: isBatch, peer: peer, owner: owner, received: received)
+            return await enqueue(
+                id: id, jobs: durable, isBatch: isBatch, peer: peer, owner: owner, received: received, admitted: admitted)
         case .jobStatus(let job):
             return await jobStatus(id: id, job: job, peer: peer)
         case .jobCancel(let job):
@@ -225,6 +226,9 @@ package struct JobRouter: Sendable {
         case .runSQL(let pool, _, _, _, _): pools.named(pool)
         case .runExec(let pool, _, _): pools.named(pool)
         case .runNamed(let job, _, _): config.job(named: job).flatMap { pools.named($0.pool) }
+        // An enqueue is a statement on its queue's store: admitted and run like a job there.
+        case .enqueue(let jobs, _):
+            jobs.first.flatMap { context.queueRunner?.queue(named: $0.queue) }.flatMap { pools.named($0.host.store) }
         default: nil
         }
     }

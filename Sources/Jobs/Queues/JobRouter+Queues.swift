@@ -24,7 +24,8 @@ extension JobRouter {
     // MARK: enqueue
 
     func enqueue(
-        id: RequestID?, jobs: [DurableJobRequest], isBatch: Bool, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant
+        id: RequestID?, jobs: [DurableJobRequest], isBatch: Bool, peer: Peer, owner: ConnectionJobs?, received: ContinuousClock.Instant,
+        admitted: ManagedPool?
     ) async -> [UInt8] {
         guard let runner = context.queueRunner else { return noQueues(id) }
         var host: QueueHost?
@@ -51,7 +52,7 @@ extension JobRouter {
             row.submitter = Int(peer.uid)
             rows.append(row)
         }
-        guard let host, let managed = pools.named(host.store) else {
+        guard let host, let managed = admitted ?? pools.named(host.store) else {
             return Reply.error(id: id, code: .backend, message: "the queues' store pool is not running; see poold's log")
         }
         if let problem = host.problem { return Reply.error(id: id, code: .backend, message: problem) }
@@ -61,7 +62,8 @@ extension JobRouter {
                 message: "the queue store (pool \"\(host.store)\") has not been reached since poold started, so its schema is not "
                     + "known to be there yet; retry, and see poold's log")
         }
-        let queues = Set(rows.map(\.queue))
+        // Only jobs that may run now wake fetchers; scheduled ones are found by the poll.
+        let queues = Set(rows.filter { $0.runAt == nil }.map(\.queue))
         let notify = host.claimNotifications(queues)
         let api = host.api
         return await runJob(
