@@ -8,7 +8,7 @@ FUZZ_DIR := Fuzz
 # Seconds each fuzzer runs in `make fuzz` (FUZZ_SECONDS=60 make fuzz for a quick look).
 FUZZ_SECONDS ?= 600
 
-.PHONY: run test lint soak deps build bench bench-daemon bench-queue fuzz install man deb clean
+.PHONY: run test lint soak soak-queue deps build bench bench-daemon bench-queue fuzz install man deb clean
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -69,6 +69,14 @@ lint:
 soak: deps
 	$(SWIFT) build --product poold
 	scripts/with-postgres.sh tests/soak.py
+
+# Durable queue soak, not part of `make test`: three poold hosts of one store, a stream of JOBS
+# (20,000) SQL jobs, KILLS (100) kill -9 cycles of a random host and one PostgreSQL restart;
+# reports lost jobs and duplicate effects (both must be 0) and duplicate executions (at most the
+# jobs in flight on the killed hosts). SOAK_SEED=N repeats a run's random choices.
+soak-queue: deps
+	$(SWIFT) build --product poold
+	scripts/with-postgres.sh tests/soak_queue.py
 
 # Pool benchmarks (ordo-one/benchmark) in their own package, so `make test` never builds them:
 # our pool against PostgresNIO's ConnectionPool on the same workload, in the same run.

@@ -207,7 +207,8 @@ let package = Package(
             name: "PoolDaemon",
             dependencies: [
                 "PoolCore", "PoolKit", "PoolConfig", "SystemdKit", "CSpawn",
-                "DaemonRuntime", "Jobs", "ExecPools", "ControlSocket", "DaemonServices", "MetricsHTTP",
+                "DaemonRuntime", "Jobs", "ExecPools", "ControlSocket", "DaemonServices", "MetricsHTTP", "DurableQueues", "PostgresPools",
+                "PostgresWire",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

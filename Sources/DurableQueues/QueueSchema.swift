@@ -49,7 +49,7 @@ package enum QueueSchema {
     }
 
     /// 0 when the schema or its version table does not exist.
-    static func currentVersion(_ client: WireClient, schema: String) async throws -> Int {
+    package static func currentVersion(_ client: WireClient, schema: String) async throws -> Int {
         let table = try await client.execute("SELECT to_regclass($1) IS NOT NULL", [text(quoted(schema) + ".schema_version")])
         guard let cell = table.rows.first?.columns.first ?? nil, String(buffer: cell) == "t" else { return 0 }
         let result = try await client.execute("SELECT version FROM \(quoted(schema)).schema_version")

@@ -44,6 +44,12 @@ struct Poold: AsyncParsableCommand {
         for warning in loaded.warnings { printError("warning: \(warning)") }
         if checkConfig {
             print(loaded.effectiveTOML(), terminator: "")
+            let stores = await Daemon.checkQueueStores(loaded)
+            for line in stores.lines { printError(line) }
+            if stores.refused {
+                printError("\(path): the config is valid, but poold cannot run its queues on that store")
+                throw ExitCode(1)
+            }
             printError("\(path): the config is valid")
             return
         }

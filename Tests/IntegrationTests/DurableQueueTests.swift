@@ -511,5 +511,27 @@ extension PostgresTests {
                 try psqlInt("SELECT submitter_uid FROM \(schema).jobs WHERE id = \(own)") == Int(getpwnam("poold-t-sub").pointee.pw_uid))
             try PG.psql("DROP SCHEMA \(schema) CASCADE")
         }
+
+        /// `--check-config` reads each store's schema version without changing it: missing and
+        /// older are fine (poold makes them current at start), newer is refused.
+        @Test func checkConfigReportsTheStoresSchema() throws {
+            let schema = "poold_q_check"
+            try Self.prepare(schema)
+            let config = QueueHostConfig(schema: schema, jobs: Self.insertJob(schema), queues: Self.queue("work"))
+            let host = try config.start(PG.application("qk"))
+            func check() throws -> (status: Int32, err: String) {
+                let result = try Program.run(DaemonProcess.binary, ["--check-config", "--config", host.configPath])
+                return (result.status, result.err)
+            }
+            try host.waitForQueues()
+            let current = try check()
+            #expect(current.status == 0 && current.err.contains("schema \(schema)): version 2, current"), "\(current.err)")
+            try PG.psql("UPDATE \(schema).schema_version SET version = 99")
+            let newer = try check()
+            #expect(newer.status == 1 && newer.err.contains("version 99 is newer than this poold knows (2)"), "\(newer.err)")
+            try PG.psql("DROP SCHEMA \(schema) CASCADE")
+            let missing = try check()
+            #expect(missing.status == 0 && missing.err.contains("no schema yet"), "\(missing.err)")
+        }
     }
 }
