@@ -219,7 +219,38 @@ min = 1
 max = 1
 acquire_timeout = "1s"
 allow_adhoc = true
+
+# Durable queues (issue 18) on a store pool of their own, without ad-hoc SQL.
+[[pool]]
+name = "pgq"
+kind = "postgres"
+url = "postgres://app@127.0.0.1:5432/app?sslmode=disable"
+password_file = "/etc/poold/pg.password"
+require_auth = "scram-sha-256"
+application_name = "poold-it"
+max = 2
+
+[[job]]
+name = "note"
+pool = "pgq"
+sql = "INSERT INTO notes (n) VALUES ($1::int)"
+
+[[job]]
+name = "nap"
+pool = "pgq"
+sql = "SELECT pg_sleep($1::float8)"
+
+[[queue]]
+name = "notes"
+store = "pgq"
+job = "note"
+
+[[queue]]
+name = "naps"
+store = "pgq"
+job = "nap"
 TOML
+  inside $PSQL -d app -c "CREATE TABLE notes (n int NOT NULL)" -c "ALTER TABLE notes OWNER TO app" >/dev/null
   inside install -m 0644 "$PWD/$WORK/pg.toml" /etc/poold/poold.toml
   "$H" install-unit deploy/poold.service >/dev/null
   inside systemctl start poold.service
@@ -232,13 +263,27 @@ TOML
   check "a billion rows are cut off on the server (bad_request, not a timeout)" grep -q 'more than 100000 rows' <<<"$out"
   out=$(member run pg "SET ROLE postgres")
   check "SET ROLE postgres is the server's refusal" grep -q '"sql_error"' <<<"$out"
+  # A durable job from a member who is not root: enqueued, run, its effect in the store, and
+  # its queue, id and attempt in the journal's fields; STATUS= counts the queues.
+  for _ in $(seq 50); do member queues | grep -q '"store_reachable":true' && break; sleep 0.1; done
+  job=$(member enqueue notes 7 | python3 -c 'import json, sys; print(json.load(sys.stdin).get("job_id", ""))')
+  for _ in $(seq 50); do member job "$job" | grep -q '"completed"' && break; sleep 0.1; done
+  check "a member's durable job $job completes under the unit" bash -c "\"$H\" exec setpriv --reuid=poold-it-member \
+    --regid=poold-it-member --init-groups -- $P --json job $job </dev/null | grep -q '\"state\":\"completed\"'"
+  check "its effect is in the store" test "$(inside $PSQL -d app -c "SELECT n FROM notes")" = 7
+  check "the journal has POOLD_QUEUE, POOLD_DURABLE_JOB_ID and POOLD_ATTEMPT" bash -c "\"$H\" exec journalctl -u poold.service \
+    -o json POOLD_QUEUE=notes POOLD_DURABLE_JOB_ID=$job POOLD_ATTEMPT=1 </dev/null | grep -q 'durable job completed'"
+  check "STATUS= mentions the queues ($(prop StatusText))" bash -c "[[ '$(prop StatusText)' == *'queues 2'* ]]"
+  # A durable job still running at the stop below is handed back: available, its attempt not counted.
+  nap=$(member enqueue naps 30 | python3 -c 'import json, sys; print(json.load(sys.stdin).get("job_id", ""))')
+  for _ in $(seq 50); do member job "$nap" | grep -q '"running"' && break; sleep 0.1; done
   # The only connection busy with a long job: the next one waits, then is refused; SIGTERM
   # answers the long job, stops its statement on the server and leaves no connection behind.
   inside sh -c "(setpriv --reuid=poold-it-member --regid=poold-it-member --init-groups -- $P run pg 'SELECT pg_sleep(30)' \
     >/dev/null 2>&1; echo \$? > /tmp/pg-long.rc) & sleep 0.5"
   out=$(member run pg "SELECT 1")
   check "with the one connection busy, the next job gets pool_timeout" grep -q '"pool_timeout"' <<<"$out"
-  check "the long job runs on the server" test "$(inside $PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'")" = 1
+  check "the long job runs on the server" test "$(inside $PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'")" = 1
   inside systemctl stop poold.service
   check "stop with a PostgreSQL job in flight: Result=success" test "$(prop Result)" = success
   for _ in $(seq 30); do inside test -s /tmp/pg-long.rc && break; sleep 0.1; done
@@ -246,6 +291,8 @@ TOML
     bash -c "[[ \"\$(\"$H\" exec cat /tmp/pg-long.rc </dev/null)\" == 1 ]]"
   left=$(inside $PSQL -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'poold-it' OR query LIKE 'SELECT pg_sleep%'")
   check "no poold connection and no statement left on the server after the stop ($left)" test "$left" = 0
+  handed=$(inside $PSQL -d app -c "SELECT state || ' ' || attempt FROM poold.jobs WHERE id = ${nap:-0}")
+  check "the running durable job was handed back at the stop ($handed)" test "$handed" = "available 0"
   inside systemctl stop poold-it-pg.service
 fi
 
