@@ -281,6 +281,21 @@ extension PostgresTests {
             #expect(try host.jobStatus(once)["state"] == .string("discarded"))
             #expect(try host.jobStatus(once)["attempt"] == .int(1))
             #expect(try psqlInt("SELECT count(*) FROM \(schema).effects") == 1)
+            // The attempts are counted in metrics, by how they ended.
+            guard case .string(let metrics)? = try host.request(["op": .string("metrics")])["text"] else {
+                throw TestFailure("no metrics text")
+            }
+            #expect(metrics.contains(#"poold_queue_attempts_total{queue="math",outcome="completed"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"poold_queue_attempts_total{queue="math",outcome="discarded"} 2"#))
+            #expect(metrics.contains(#"poold_queue_attempts_total{queue="math",outcome="failed"} 1"#))
+            // poolctl's tables, as an operator reads them.
+            let poolctl = URL(fileURLWithPath: DaemonProcess.binary).deletingLastPathComponent().appendingPathComponent("poolctl").path
+            let queues = try Program.run(poolctl, ["--socket", host.socket, "queues"])
+            #expect(queues.status == 0 && queues.out.contains("QUEUE") && queues.out.contains("math"), "\(queues)")
+            let shown = try Program.run(poolctl, ["--socket", host.socket, "job", "\(bad)"])
+            #expect(shown.status == 0 && shown.out.contains("discarded") && shown.out.contains("attempt 2 failed"), "\(shown)")
+            let enqueued = try Program.run(poolctl, ["--socket", host.socket, "enqueue", "math", "5"])
+            #expect(enqueued.status == 0 && Int64(enqueued.out.trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(enqueued)")
             try PG.psql("DROP SCHEMA \(schema) CASCADE")
         }
 
