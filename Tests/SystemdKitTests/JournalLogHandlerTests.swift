@@ -31,9 +31,10 @@ struct JournalLogHandlerTests {
         #expect(fields.contains("MESSAGE_ID=66f35502d1c54e4e937f3e4027e087bc"))
         #expect(fields.contains("PRIORITY=5"))
         let ids = Set(JournalLogHandler.messageIDs.values)
-        #expect(ids.count == 9 && ids.allSatisfy { $0.count == 32 }, "nine distinct 128-bit ids")
+        #expect(ids.count == 14 && ids.allSatisfy { $0.count == 32 }, "fourteen distinct 128-bit ids")
         for name in [
             "started", "ready", "reloading", "reloaded", "reload_failed", "stopping", "stopped", "pool_degraded", "pool_recovered",
+            "queue_store_down", "queue_store_recovered", "queue_lease_lost", "queue_rescued", "durable_job_discarded",
         ] {
             #expect(JournalLogHandler.messageIDs[name] != nil, "\(name)")
         }
