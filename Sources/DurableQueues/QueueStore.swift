@@ -62,7 +62,7 @@ package struct QueueStore: Sendable {
             ])
         }
         _ = try await client.runPipeline(
-            rows.map { WireStatement(insert, $0) } + notify.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
+            rows.map { WireStatement(insert, $0) } + wake(notify))
         return try rows.map { rows in
             guard let id = rows.rows.first?.first.flatMap({ $0 }).flatMap(Int64.init) else { throw StoreError("an INSERT returned no id") }
             return id
@@ -169,7 +169,7 @@ package struct QueueStore: Sendable {
                         + "WHERE lease = $1::bigint AND state = 'running'",
                     TextQuery([String(epoch)])),
                 WireStatement("DELETE FROM \(s).hosts WHERE epoch = $1::bigint", TextQuery([String(epoch)])),
-            ] + queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
+            ] + wake(queues))
         return Self.count(outcomes.first?.tag)
     }
 
@@ -184,7 +184,7 @@ package struct QueueStore: Sendable {
                     "UPDATE \(s).jobs SET state = 'available', attempt = attempt - 1, lease = NULL "
                         + "WHERE lease = $1::bigint AND state = 'running' AND NOT (id = ANY($2::bigint[]))",
                     TextQuery([String(epoch), list]))
-            ] + queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
+            ] + wake(queues))
         return Self.count(outcomes.first?.tag)
     }
 
@@ -268,8 +268,12 @@ package struct QueueStore: Sendable {
 
     /// Wakes every host's fetchers of `queues` (LISTEN on `wakeChannel`).
     package func notify(queues: [String], on client: WireClient) async throws {
-        _ = try await client.runPipeline(
-            queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) })
+        _ = try await client.runPipeline(wake(queues))
+    }
+
+    /// A NOTIFY on `wakeChannel` per queue, for the end of a pipeline: delivered if it commits.
+    private func wake(_ queues: some Sequence<String>) -> [WireStatement] {
+        queues.map { WireStatement("SELECT pg_notify($1, $2)", TextQuery([wakeChannel, $0])) }
     }
 
     /// The channel hosts LISTEN on for new jobs; the payload names the queue.
@@ -320,20 +324,18 @@ package struct QueueStore: Sendable {
     /// table, which retention keeps as large as a day of jobs.
     package func stats(queues: [String], window: Int, on client: WireClient) async throws -> [String: QueueStats] {
         let rows = TextQuery([String(window)])
-        _ = try await client.runPipeline([
-            WireStatement(
-                """
-                SELECT queue, state, count(*),
-                       extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 * 1000
-                FROM \(s).jobs WHERE state IN ('available', 'scheduled', 'retryable') GROUP BY queue, state
-                UNION ALL
-                SELECT queue, state, count(*), NULL FROM \(s).jobs WHERE state = 'running' GROUP BY queue, state
-                UNION ALL
-                SELECT queue, 'finished:' || state, count(*), NULL FROM \(s).jobs
-                WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at > now() - make_interval(secs => $1::int)
-                GROUP BY queue, state
-                """, rows)
-        ])
+        _ = try await client.run(
+            """
+            SELECT queue, state, count(*),
+                   extract(epoch FROM now() - min(run_at) FILTER (WHERE run_at <= now()))::float8 * 1000
+            FROM \(s).jobs WHERE state IN ('available', 'scheduled', 'retryable') GROUP BY queue, state
+            UNION ALL
+            SELECT queue, state, count(*), NULL FROM \(s).jobs WHERE state = 'running' GROUP BY queue, state
+            UNION ALL
+            SELECT queue, 'finished:' || state, count(*), NULL FROM \(s).jobs
+            WHERE state IN ('completed', 'discarded', 'cancelled') AND finished_at > now() - make_interval(secs => $1::int)
+            GROUP BY queue, state
+            """, rows)
         var stats = Dictionary(uniqueKeysWithValues: queues.map { ($0, QueueStats()) })
         for row in rows.rows where row.count == 4 {
             guard let queue = row[0] ?? nil, var entry = stats[queue], let state = row[1] ?? nil,

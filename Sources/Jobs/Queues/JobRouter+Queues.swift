@@ -45,7 +45,7 @@ extension JobRouter {
             host = queueHost
             if let problem = check(job, settings: settings, at: at) { return Reply.error(id: id, code: .badRequest, message: problem) }
             var row = QueueStore.NewJob(
-                queue: job.queue, params: job.params.map(Self.text), input: job.input.map(Self.text), runAt: job.runAt,
+                queue: job.queue, params: job.params.map(JSON.encode), input: job.input.map(JSON.encode), runAt: job.runAt,
                 uniqueKey: job.uniqueKey)
             row.priority = job.priority
             row.maxAttempts = job.maxAttempts ?? settings.maxAttempts
@@ -111,12 +111,6 @@ extension JobRouter {
             }
         }
         return nil
-    }
-
-    private static func text(_ value: JSONValue) -> String {
-        var writer = JSONWriter(capacity: 64)
-        writer.write(value)
-        return String(decoding: writer.bytes, as: UTF8.self)
     }
 
     // MARK: job_status and job_cancel

@@ -35,35 +35,37 @@ extension QueueHost {
 
     func execute(_ job: QueueStore.Taken, queue: QueueSettings, epoch: Int64, signal: StopSignal) async {
         let (poolName, ending, timing) = await attempt(job, queue: queue, epoch: epoch, signal: signal)
-        var metadata: Logger.Metadata = [
-            "queue": "\(queue.name)", "durable_job_id": "\(job.id)", "attempt": "\(job.attempt)", "pool": "\(poolName)",
-            "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
-        ]
+        // Built only when the line is logged: completions at info are most of them, and the
+        // journal usually takes notice and above.
+        func metadata(_ extra: Logger.Metadata = [:]) -> Logger.Metadata {
+            [
+                "queue": "\(queue.name)", "durable_job_id": "\(job.id)", "attempt": "\(job.attempt)", "pool": "\(poolName)",
+                "wait_us": "\((timing.queue + timing.acquire).microseconds)", "exec_us": "\(timing.exec.microseconds)",
+            ].merging(extra) { $1 }
+        }
         switch ending {
         case .completed(let result):
             if case .pool = queue.work {
                 completed(QueueStore.Completion(id: job.id, attempt: job.attempt, epoch: epoch, result: result))
             }
             count(queue.name, "completed")
-            logger.info("durable job completed", metadata: metadata)
+            logger.info("durable job completed", metadata: metadata())
         case .failed(let error):
             failed(PendingFailure(id: job.id, attempt: job.attempt, epoch: epoch, error: error))
             let last = job.attempt >= job.maxAttempts
             count(queue.name, last ? "discarded" : "failed")
-            metadata["error"] = "\(error)"
-            metadata["event"] = last ? "durable_job_discarded" : "durable_job_failed"
             logger.warning(
-                last ? "durable job failed its last attempt; discarded" : "durable job failed; it will be retried", metadata: metadata)
+                last ? "durable job failed its last attempt; discarded" : "durable job failed; it will be retried",
+                metadata: metadata(["error": "\(error)", "event": "\(last ? "durable_job_discarded" : "durable_job_failed")"]))
         case .superseded:
             count(queue.name, "superseded")
-            logger.notice("durable job was rescued or cancelled while it ran; its effects were rolled back", metadata: metadata)
+            logger.notice("durable job was rescued or cancelled while it ran; its effects were rolled back", metadata: metadata())
         case .handedBack:
             count(queue.name, "handed_back")
-            logger.info("durable job stopped by shutdown; handed back", metadata: metadata)
+            logger.info("durable job stopped by shutdown; handed back", metadata: metadata())
         case .stopped(let why):
             count(queue.name, "stopped")
-            metadata["reason"] = "\(why)"
-            logger.notice("durable job stopped", metadata: metadata)
+            logger.notice("durable job stopped", metadata: metadata(["reason": "\(why)"]))
         }
     }
 
@@ -112,9 +114,7 @@ extension QueueHost {
                         let input = try Self.input(job.input)
                         let output = try await managed.run(
                             input: input, job: local, durable: (job.id, job.attempt), stop: signal, leased: leased)
-                        var writer = JSONWriter(capacity: 64)
-                        writer.write(output)
-                        return String(decoding: writer.bytes, as: UTF8.self)
+                        return JSON.encode(output)
                     }
                 }
             }

@@ -47,9 +47,8 @@ package final class QueueHost: Sendable {
     /// The maintenance loop waits on this for its tick, and for the end.
     private let maintenance = Doorbell()
 
+    /// A job taken under `epoch`, and how to stop it (`job_cancel`, a lost lease, shutdown).
     struct Running: Sendable {
-        var queue: String
-        var attempt: Int
         var epoch: Int64
         var signal: StopSignal
     }
@@ -157,6 +156,8 @@ package final class QueueHost: Sendable {
     /// once available to other hosts) and deletes its lease. When the store cannot be reached,
     /// the jobs are rescued by other hosts once the lease expires.
     private func leave() async {
+        // Never registered (the store was never reached): nothing to hand back.
+        guard state.withLock({ $0.epoch }) != nil else { return }
         for attempt in 0..<30 {
             if let client, let epoch = state.withLock({ $0.epoch }) {
                 do {
@@ -171,7 +172,6 @@ package final class QueueHost: Sendable {
                 }
             }
             try? await Task.sleep(for: .milliseconds(100))
-            if attempt == 0 && state.withLock({ $0.epoch == nil }) { return }
         }
         logger.warning(
             "could not hand jobs back: the store is unreachable; other hosts rescue them when this host's lease expires",
@@ -431,7 +431,7 @@ package final class QueueHost: Sendable {
                 let starting = state.withLock { state -> Int in
                     for job in taken {
                         let signal = StopSignal()
-                        state.running[job.id] = Running(queue: queue.name, attempt: job.attempt, epoch: epoch, signal: signal)
+                        state.running[job.id] = Running(epoch: epoch, signal: signal)
                         state.ready[queue.name, default: []].append(Ready(job: job, epoch: epoch, signal: signal))
                     }
                     let idle = queue.concurrency - (state.runningByQueue[queue.name] ?? 0)
