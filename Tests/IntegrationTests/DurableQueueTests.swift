@@ -248,6 +248,30 @@ extension PostgresTests {
             try PG.psql("DROP SCHEMA \(schema) CASCADE")
         }
 
+        /// The resource busy: a store pool of one connection, held by a job longer than the
+        /// lease. The host's own connection keeps the lease and answers `job_status` meanwhile,
+        /// so the job is not rescued from under itself and runs once.
+        @Test func aBusyStorePoolDoesNotHoldTheLeaseUp() throws {
+            let schema = "poold_q_busy"
+            try Self.prepare(schema)
+            var config = QueueHostConfig(
+                schema: schema, jobs: Self.insertJob(schema, sleep: "$1::int / 1000.0"), queues: Self.queue("slow"))
+            config.poolMax = 1
+            let host = try config.start(PG.application("qbusy"))
+            try host.waitForQueues()
+            let long = try host.enqueue("slow", params: [.int(7000)])
+            let started = try waitUntil(.seconds(10)) { try host.jobStatus(long)["state"] == .string("running") }
+            #expect(started)
+            usleep(6_000_000)  // past the 5 s lease, the only connection still busy
+            #expect(try host.jobStatus(long)["state"] == .string("running"), "job_status answers while the pool is busy")
+            #expect(try psqlInt("SELECT count(*) FROM \(schema).hosts WHERE pid = \(host.pid) AND expires_at > now()") == 1)
+            let done = try waitUntil(.seconds(10)) { try host.jobStatus(long)["state"] == .string("completed") }
+            #expect(done)
+            #expect(try host.jobStatus(long)["attempt"] == .int(1) && host.jobStatus(long)["errors"] == .array([]), "never rescued")
+            #expect(try psqlInt("SELECT count(*) FROM \(schema).effects") == 1)
+            try PG.psql("DROP SCHEMA \(schema) CASCADE")
+        }
+
         // MARK: Retries, schedules, uniqueness, cancel, retention
 
         @Test func failuresAreRetriedAfterTheBackoffThenDiscardedWithTheirErrors() throws {
